@@ -1,0 +1,54 @@
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { DockerfileSyntaxError } from "../parser/errors.ts";
+import { parseCommand } from "./commands/parse.ts";
+import { EXIT, UserError } from "./errors.ts";
+import { VERSION } from "./version.ts";
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = yargs(hideBin(["node", "tsbuild", ...argv]))
+    .scriptName("tsbuild")
+    .usage("$0 <command> [options]\n\nBuild container images from Dockerfiles, and run them.")
+    .option("root", {
+      type: "string",
+      global: true,
+      describe: "State directory (default: $TSBUILD_ROOT or /var/lib/tsbuild)",
+    })
+    .command(parseCommand)
+    .demandCommand(1, "Name a command: tsbuild <command> (see tsbuild --help)")
+    .strict()
+    .version(VERSION)
+    .help()
+    .alias("h", "help")
+    .wrap(Math.min(100, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      // Throwing stops yargs from running the command after a usage error.
+      throw error ?? new UsageError(message);
+    });
+  try {
+    await cli.parseAsync();
+    return EXIT.ok;
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+class UsageError extends Error {}
+
+function reportError(error: unknown): number {
+  if (error instanceof UsageError) {
+    process.stderr.write(`tsbuild: ${error.message}\nRun "tsbuild --help" for usage.\n`);
+    return EXIT.usage;
+  }
+  if (error instanceof DockerfileSyntaxError) {
+    process.stderr.write(`error: ${error.format()}\n`);
+    return EXIT.userError;
+  }
+  if (error instanceof UserError) {
+    process.stderr.write(`error: ${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ""}`);
+    return EXIT.userError;
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`tsbuild: internal error (please report it with the command you ran):\n${detail}\n`);
+  return EXIT.internal;
+}
