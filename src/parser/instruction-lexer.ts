@@ -1,8 +1,7 @@
-import { KEYWORDS } from "./ast.ts";
-
 /**
  * The token source of the file grammar: the input is the instructions'
- * keywords, one per line, and each token carries its instruction's index.
+ * keywords, one per line; each token carries its instruction's index and is
+ * of type `from`, `arg` or `step` (any other instruction).
  */
 
 export interface InstructionToken {
@@ -16,7 +15,7 @@ export interface InstructionToken {
   col: number;
 }
 
-const KNOWN: ReadonlySet<string> = new Set(KEYWORDS);
+const TOKEN_TYPES: ReadonlySet<string> = new Set(["from", "arg", "step"]);
 
 class InstructionLexer {
   private keywords: string[] = [];
@@ -31,7 +30,8 @@ class InstructionLexer {
     const keyword = this.keywords[this.position];
     if (keyword === undefined) return undefined;
     const index = this.position++;
-    return { type: keyword, value: keyword, text: keyword, index, offset: index, lineBreaks: 0, line: index + 1, col: 1 };
+    const type = keyword === "from" || keyword === "arg" ? keyword : "step";
+    return { type, value: keyword, text: keyword, index, offset: index, lineBreaks: 0, line: index + 1, col: 1 };
   }
 
   save(): { line: number } {
@@ -43,7 +43,7 @@ class InstructionLexer {
   }
 
   has(type: string): boolean {
-    return KNOWN.has(type);
+    return TOKEN_TYPES.has(type);
   }
 }
 

@@ -3,8 +3,9 @@ import type { OffsetMap } from "./span.ts";
 import { closestMatch } from "./suggest.ts";
 import {
   LEADING_SPACE,
-  TRAILING_SPACE,
   extractFlags,
+  skipSpaceBackward,
+  skipSpaceForward,
   splitOnWhitespace,
   splitOnceOnWhitespace,
   splitWords,
@@ -45,10 +46,8 @@ const FIRST_ASCII_SPACE = /[\t\v\f\r ]+/;
 
 /** Splits one logical line into keyword, flags and arguments, the way Docker's parser does. */
 export function parseInstructionLine(ctx: LineContext, from = 0): ParsedLine {
-  const lead = LEADING_SPACE.exec(ctx.text.slice(from));
-  const start = from + (lead ? lead[0].length : 0);
-  const trail = TRAILING_SPACE.exec(ctx.text);
-  const end = Math.max(start, trail ? trail.index : ctx.text.length);
+  const start = skipSpaceForward(ctx.text, from);
+  const end = Math.max(start, skipSpaceBackward(ctx.text, ctx.text.length));
   const body = ctx.text.slice(start, end);
 
   const separator = FIRST_ASCII_SPACE.exec(body);
@@ -255,3 +254,4 @@ function failUnknownInstruction(ctx: LineContext, keyword: Word): never {
     : `instructions are ${KEYWORDS.map((k) => k.toUpperCase()).join(", ")}`;
   ctx.fail(`unknown instruction ${keyword.text}`, keyword.start, keyword.end, hint);
 }
+

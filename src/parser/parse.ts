@@ -2,13 +2,13 @@ import nearley from "nearley";
 import type { Directive, Dockerfile, Heredoc, Instruction, Stage, Warning } from "./ast.ts";
 import { readDirective, type DirectiveState } from "./directives.ts";
 import { DockerfileSyntaxError } from "./errors.ts";
-import grammar, { type FileShape } from "./file-grammar.generated.ts";
+import grammar, { type FileShape, type List } from "./file-grammar.generated.ts";
 import { HEREDOC_KEYWORDS, heredocsInLine } from "./heredoc.ts";
 import { parseInstructionLine, type Fail, type LineContext, type ParsedLine } from "./instruction-line.ts";
 import { ShellExpansionError } from "./shell-words.ts";
 import { OffsetMap, type Span } from "./span.ts";
 import { validateInstruction, type ValidationContext } from "./validate.ts";
-import { LEADING_SPACE, type EscapeChar } from "./words.ts";
+import { skipSpaceForward, type EscapeChar } from "./words.ts";
 
 export interface ParseOptions {
   /** The name used in error messages and spans (default "Dockerfile"). */
@@ -49,9 +49,8 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
     const directive = readDirective(directiveState, content, lineIndex + 1, failOnLine);
     if (directive) directives.push(directive);
 
-    const lead = LEADING_SPACE.exec(content);
-    const indent = lead ? lead[0].length : 0;
-    const trimmed = content.slice(indent);
+    const indent = skipSpaceForward(content, 0);
+    const trimmed = indent === 0 ? content : content.slice(indent);
     if (trimmed.startsWith("#")) {
       const comment = trimmed.slice(1).trim();
       comments = comment === "" ? [] : [...comments, comment];
@@ -60,12 +59,12 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
     const logical = assembleLogicalLine(source, trimmed, { line: lineIndex + 1, column: indent + 1 }, directiveState.escape, warnings, file);
     if (logical === undefined) continue;
 
-    const ctx = lineContext(logical, directiveState.escape, source, file);
+    const ctx = new LineCursor(logical.text, logical.map, directiveState.escape, source, file, warnings);
     const parsed = parseInstructionLine(ctx);
     parsed.instruction.comments = comments;
     comments = [];
     readHeredocs(parsed, ctx, source);
-    validateInstruction(validationContext(ctx, warnings, source, file), parsed);
+    validateInstruction(ctx, parsed);
     parsedLines.push(parsed);
   }
 
@@ -146,10 +145,9 @@ function assembleLogicalLine(
     const lineNumber = source.position + 1;
     const line = source.next();
     endLine = lineNumber;
-    const lead = LEADING_SPACE.exec(line);
-    const rest = lead ? line.slice(lead[0].length) : line;
-    if (rest.startsWith("#")) continue;
-    if (rest === "") {
+    const indent = skipSpaceForward(line, 0);
+    if (line.charCodeAt(indent) === 0x23 /* # */) continue;
+    if (indent === line.length) {
       emptyLine ??= lineNumber;
       continue;
     }
@@ -168,23 +166,34 @@ function assembleLogicalLine(
   return { text, map, endLine };
 }
 
-function lineContext(logical: LogicalLine, escape: EscapeChar, source: SourceLines, file: string): LineContext {
-  const fail: Fail = (message, start, end, hint) => {
-    const span = logical.map.spanOf(start, Math.max(end, start));
-    throw new DockerfileSyntaxError({ message, file, span, sourceLine: source.content(span.start.line - 1), hint });
-  };
-  return { text: logical.text, map: logical.map, escape, fail };
-}
+/**
+ * One logical line's view for the line parser and the checks: maps offsets in
+ * the joined text back to the file for errors. A class, not closures: one
+ * allocation per line on the hot path.
+ */
+class LineCursor implements LineContext, ValidationContext {
+  constructor(
+    readonly text: string,
+    readonly map: OffsetMap,
+    readonly escape: EscapeChar,
+    private readonly source: SourceLines,
+    private readonly file: string,
+    private readonly warnings: Warning[],
+  ) {}
 
-function validationContext(ctx: LineContext, warnings: Warning[], source: SourceLines, file: string): ValidationContext {
-  return {
-    fail: ctx.fail,
-    failAt: (message: string, span: Span, hint?: string) => {
-      throw new DockerfileSyntaxError({ message, file, span, sourceLine: source.content(span.start.line - 1), hint });
-    },
-    warn: (warning) => warnings.push(warning),
-    spanOf: (start, end) => ctx.map.spanOf(start, end),
-  };
+  readonly fail: Fail = (message, start, end, hint) => this.failAt(message, this.spanOf(start, Math.max(end, start)), hint);
+
+  failAt(message: string, span: Span, hint?: string): never {
+    throw new DockerfileSyntaxError({ message, file: this.file, span, sourceLine: this.source.content(span.start.line - 1), hint });
+  }
+
+  warn(warning: Warning): void {
+    this.warnings.push(warning);
+  }
+
+  spanOf(start: number, end: number): Span {
+    return this.map.spanOf(start, end);
+  }
 }
 
 /** Reads the bodies of the heredocs the instruction opens, from the lines after it. */
@@ -255,7 +264,8 @@ function buildStages(instructions: Instruction[], file: string, source: SourceLi
     });
   }
   const shape = parser.results[0] as FileShape | undefined;
-  if (!shape || shape.stages.length === 0) {
+  const stageShapes = shape ? listToArray(shape.stages) : [];
+  if (stageShapes.length === 0) {
     const last = instructions[instructions.length - 1] as Instruction;
     throw new DockerfileSyntaxError({
       message: "the Dockerfile has no FROM: there is no stage to build",
@@ -265,10 +275,10 @@ function buildStages(instructions: Instruction[], file: string, source: SourceLi
       hint: "add FROM <image> after the ARG lines",
     });
   }
-  return shape.stages.map((stage, position) => {
+  return stageShapes.map((stage, position) => {
     const from = instructions[stage.from] as Instruction;
     const named = from.args.length === 3 ? (from.args[2] as string).toLowerCase() : undefined;
-    const next = shape.stages[position + 1];
+    const next = stageShapes[position + 1];
     return {
       name: named,
       base: from.args[0] as string,
@@ -277,4 +287,10 @@ function buildStages(instructions: Instruction[], file: string, source: SourceLi
       end: next ? next.from : instructions.length,
     };
   });
+}
+
+function listToArray<T>(list: List<T> | null): T[] {
+  const items: T[] = [];
+  for (let cell = list; cell; cell = cell.tail) items.push(cell.head);
+  return items.reverse();
 }

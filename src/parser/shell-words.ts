@@ -80,10 +80,8 @@ const CH_NEWLINE = 0x0a;
 const CH_DQUOTE = 0x22;
 const CH_HASH = 0x23;
 const CH_DOLLAR = 0x24;
-const CH_PERCENT = 0x25;
 const CH_SQUOTE = 0x27;
 const CH_STAR = 0x2a;
-const CH_PLUS = 0x2b;
 const CH_MINUS = 0x2d;
 const CH_SLASH = 0x2f;
 const CH_COLON = 0x3a;
@@ -267,6 +265,8 @@ class WordExpansion {
     const open = this.pos;
     const close = this.word.indexOf("'", open + 1);
     if (close < 0) {
+      // Consumed to the end, so an enclosing `${` reports a missing `}`.
+      this.pos = this.word.length;
       throw this.fail("unexpected end of statement while looking for matching single-quote", open);
     }
     this.pos = close + 1;

@@ -21,8 +21,15 @@ export function trimSpace(text: string): string {
   return text.replace(LEADING_SPACE, "").replace(TRAILING_SPACE, "");
 }
 
+/** Go's unicode.IsSpace for one character. */
 export function isSpace(char: string): boolean {
-  return SPACE_RUN.test(char) && char.length > 0;
+  const code = char.charCodeAt(0);
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0x85) return false;
+  return (
+    code === 0x85 || code === 0xa0 || code === 0x1680 || (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000
+  );
 }
 
 /** A word of instruction text with its offsets (end exclusive) in that text. */
@@ -154,7 +161,7 @@ export function extractFlags(text: string): { flags: FlagWord[]; restOffset: num
   const flags: FlagWord[] = [];
   let position = 0;
   while (position < text.length) {
-    const wordStart = skipSpace(text, position);
+    const wordStart = skipSpaceForward(text, position);
     if (wordStart >= text.length) return { flags, restOffset: text.length };
     if (!text.startsWith("--", wordStart)) return { flags, restOffset: wordStart };
     lexer.reset(text.slice(wordStart));
@@ -179,7 +186,7 @@ export function extractFlags(text: string): { flags: FlagWord[]; restOffset: num
       }
     }
     if (word === "--") {
-      return { flags, restOffset: skipSpace(text, wordEnd) };
+      return { flags, restOffset: skipSpaceForward(text, wordEnd) };
     }
     flags.push({ word, raw: text.slice(wordStart, wordEnd), start: wordStart, end: wordEnd });
     position = wordEnd;
@@ -187,9 +194,17 @@ export function extractFlags(text: string): { flags: FlagWord[]; restOffset: num
   return { flags, restOffset: text.length };
 }
 
-function skipSpace(text: string, from: number): number {
+/** The offset of the first non-space character at or after `from`. */
+export function skipSpaceForward(text: string, from: number): number {
   let position = from;
   while (position < text.length && isSpace(text[position] as string)) position++;
+  return position;
+}
+
+/** The offset just past the last non-space character before `to`. */
+export function skipSpaceBackward(text: string, to: number): number {
+  let position = to;
+  while (position > 0 && isSpace(text[position - 1] as string)) position--;
   return position;
 }
 
