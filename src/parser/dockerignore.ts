@@ -295,10 +295,8 @@ const POSIX_CLASSES = new Map<string, readonly CodePointRange[]>([
   ["xdigit", [[0x30, 0x39], [0x41, 0x46], [0x61, 0x66]]],
 ]);
 
-/** Go's unicode.Categories keys; "C" is special-cased because Go's excludes unassigned code points. */
-const GO_CATEGORIES = new Set(
-  "L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps S Sc Sk Sm So Z Zl Zp Zs Cc Cf Co Cs".split(" "),
-);
+/** The one-letter names of Go's unicode.Categories other than "C". */
+const ONE_LETTER_CATEGORIES = new Set(["L", "M", "N", "P", "S", "Z"]);
 const GO_OTHER_CATEGORY = "\\p{Cc}\\p{Cf}\\p{Co}\\p{Cs}";
 
 const C_ESCAPES = new Map([
@@ -515,25 +513,16 @@ class GoRegexpTranslator {
     return rangesSource(ranges);
   }
 
-  /** \pL, \p{Greek}, \P{Lu}, \p{^Lu} as class contents. */
+  /**
+   * \pL or \PL as class contents. patternmatcher escapes '{', so the braced
+   * form \p{Greek} reaches Go as \p\{Greek\}: a one-letter name "\" and an error.
+   */
   private parseUnicodeClass(): string {
     const start = this.pos;
-    let negated = this.src[this.pos + 1] === "P";
+    const negated = this.src[this.pos + 1] === "P";
     this.pos += 2;
-    let name: string;
-    if (this.src[this.pos] === "{") {
-      const close = this.src.indexOf("}", this.pos);
-      if (close < 0) throw new GoRegexpError(`invalid character class range ${this.src.slice(start)}`);
-      name = this.src.slice(this.pos + 1, close);
-      this.pos = close + 1;
-    } else {
-      name = this.pos < this.src.length ? String.fromCodePoint(this.nextCodePoint()) : "";
-    }
-    if (name.startsWith("^")) {
-      negated = !negated;
-      name = name.slice(1);
-    }
-    const fragment = unicodeClassSource(name, negated);
+    const name = this.pos < this.src.length ? String.fromCodePoint(this.nextCodePoint()) : "";
+    const fragment = unicodeCategorySource(name, negated);
     if (fragment === undefined) {
       throw new GoRegexpError(`invalid character class range ${this.src.slice(start, this.pos)}`);
     }
@@ -570,30 +559,12 @@ class GoRegexpTranslator {
     return value;
   }
 
-  /** \xHH or \x{H...}. */
+  /** \xHH. (The \x{...} form cannot occur: patternmatcher escapes the '{'.) */
   private readHexEscape(invalid: () => GoRegexpError): number {
-    if (this.pos >= this.src.length) throw invalid();
-    if (this.src[this.pos] !== "{") {
-      const high = hexValue(this.nextCodePoint());
-      const low = this.pos < this.src.length ? hexValue(this.nextCodePoint()) : -1;
-      if (high < 0 || low < 0) throw invalid();
-      return high * 16 + low;
-    }
-    this.pos++; // '{'
-    let value = 0;
-    let digits = 0;
-    for (;;) {
-      if (this.pos >= this.src.length) throw invalid();
-      const c = this.nextCodePoint();
-      if (c === 0x7d) break; // '}'
-      const digit = hexValue(c);
-      if (digit < 0) throw invalid();
-      value = value * 16 + digit;
-      if (value > MAX_RUNE) throw invalid();
-      digits++;
-    }
-    if (digits === 0) throw invalid();
-    return value;
+    const high = this.pos < this.src.length ? hexValue(this.nextCodePoint()) : -1;
+    const low = this.pos < this.src.length ? hexValue(this.nextCodePoint()) : -1;
+    if (high < 0 || low < 0) throw invalid();
+    return high * 16 + low;
   }
 
   private nextCodePoint(): number {
@@ -603,25 +574,11 @@ class GoRegexpTranslator {
   }
 }
 
-/** Go's \p names: Any, the general categories and (via the JS engine's tables) scripts. */
-function unicodeClassSource(name: string, negated: boolean): string | undefined {
-  if (name === "Any") return negated ? "" : rangeSource([0, MAX_RUNE]);
+/** A one-letter Go category as class contents; Go's C leaves out unassigned code points. */
+function unicodeCategorySource(name: string, negated: boolean): string | undefined {
   if (name === "C") return negated ? `[^${GO_OTHER_CATEGORY}]` : GO_OTHER_CATEGORY;
-  let property: string | undefined;
-  if (GO_CATEGORIES.has(name)) property = `General_Category=${name}`;
-  else if (isScriptName(name)) property = `Script=${name}`;
-  if (property === undefined) return undefined;
-  return `\\${negated ? "P" : "p"}{${property}}`;
-}
-
-function isScriptName(name: string): boolean {
-  if (!/^[A-Z][A-Za-z_]*$/.test(name)) return false;
-  try {
-    new RegExp(`\\p{Script=${name}}`, "v");
-    return true;
-  } catch {
-    return false;
-  }
+  if (!ONE_LETTER_CATEGORIES.has(name)) return undefined;
+  return `\\${negated ? "P" : "p"}{General_Category=${name}}`;
 }
 
 function complement(ranges: readonly CodePointRange[]): CodePointRange[] {
@@ -682,6 +639,7 @@ export class IgnoreMatcher {
   /** Each exception's path with trailing "/**" or "/*" removed, plus '/'. */
   private readonly exceptionDirs: readonly string[];
 
+  /** Compiles every rule once; `file` only names the source in errors for invalid hand-built rules. */
   constructor(rules: readonly IgnoreRule[], file: string = DEFAULT_FILE_NAME) {
     this.rules = rules.map((rule) => compileRule(rule, file));
     const exceptions = this.rules.filter((rule) => rule.exclusion).map((rule) => withoutTrailingGlob(rule.pattern));

@@ -4,7 +4,7 @@ import { readDirective, type DirectiveState } from "./directives.ts";
 import { DockerfileSyntaxError } from "./errors.ts";
 import grammar, { type FileShape, type List } from "./file-grammar.generated.ts";
 import { HEREDOC_KEYWORDS, heredocsInLine } from "./heredoc.ts";
-import { parseInstructionLine, type Fail, type LineContext, type ParsedLine } from "./instruction-line.ts";
+import { parseInstructionLine, type LineContext, type ParsedLine } from "./instruction-line.ts";
 import { ShellExpansionError } from "./shell-words.ts";
 import { OffsetMap, type Span } from "./span.ts";
 import { validateInstruction, type ValidationContext } from "./validate.ts";
@@ -181,7 +181,9 @@ class LineCursor implements LineContext, ValidationContext {
     private readonly warnings: Warning[],
   ) {}
 
-  readonly fail: Fail = (message, start, end, hint) => this.failAt(message, this.spanOf(start, Math.max(end, start)), hint);
+  fail(message: string, start: number, end: number, hint?: string): never {
+    return this.failAt(message, this.spanOf(start, Math.max(end, start)), hint);
+  }
 
   failAt(message: string, span: Span, hint?: string): never {
     throw new DockerfileSyntaxError({ message, file: this.file, span, sourceLine: this.source.content(span.start.line - 1), hint });

@@ -57,71 +57,68 @@ export function validateInstruction(ctx: ValidationContext, parsed: ParsedLine, 
   } else {
     validateFlags(ctx, instruction);
   }
-  const argsAt = (message: string, hint?: string): never =>
-    ctx.fail(message, offsets.argsStart, Math.max(offsets.argsEnd, offsets.argsStart + 1), hint);
-  const keywordAt = (message: string, hint?: string): never =>
-    ctx.fail(message, offsets.keyword.start, offsets.keyword.end, hint);
 
   switch (instruction.keyword) {
     case "env":
     case "label":
-      validatePairs(ctx, instruction, upper, keywordAt);
+      validatePairs(ctx, parsed, upper);
       return;
     case "arg":
-      validatePairs(ctx, instruction, upper, keywordAt);
+      validatePairs(ctx, parsed, upper);
       return;
     case "maintainer":
-      if (instruction.args.length !== 1) keywordAt("MAINTAINER requires the maintainer's name", 'prefer LABEL org.opencontainers.image.authors="name"');
+      if (instruction.args.length !== 1) failAtKeyword(ctx, parsed, "MAINTAINER requires the maintainer's name", 'prefer LABEL org.opencontainers.image.authors="name"');
       ctx.warn({ code: "MaintainerDeprecated", message: 'MAINTAINER is deprecated: use LABEL org.opencontainers.image.authors="..."', span: instruction.span });
       return;
     case "add":
     case "copy":
-      validateCopy(ctx, parsed, upper, keywordAt);
+      validateCopy(ctx, parsed, upper);
       return;
     case "from":
-      if (isTrigger) keywordAt("FROM isn't allowed as an ONBUILD trigger");
-      validateFrom(ctx, parsed, keywordAt);
+      if (isTrigger) failAtKeyword(ctx, parsed, "FROM isn't allowed as an ONBUILD trigger");
+      validateFrom(ctx, parsed);
       return;
     case "onbuild":
-      validateOnbuild(ctx, parsed, keywordAt);
+      validateOnbuild(ctx, parsed);
       return;
     case "workdir":
-      if (instruction.args.length !== 1) keywordAt("WORKDIR requires a path", "e.g. WORKDIR /app");
+      if (instruction.args.length !== 1) failAtKeyword(ctx, parsed, "WORKDIR requires a path", "e.g. WORKDIR /app");
       return;
     case "user":
-      if (instruction.args.length !== 1) keywordAt("USER requires a user name or id", "e.g. USER app or USER 1000:1000");
+      if (instruction.args.length !== 1) failAtKeyword(ctx, parsed, "USER requires a user name or id", "e.g. USER app or USER 1000:1000");
       return;
     case "run":
-      validateRun(ctx, instruction, keywordAt);
+      validateRun(ctx, parsed);
       return;
     case "cmd":
     case "entrypoint":
       return;
     case "shell":
-      if (!instruction.json) argsAt("SHELL requires the JSON (exec) form", 'e.g. SHELL ["/bin/bash", "-c"]');
-      if (instruction.args.length === 0) argsAt("SHELL requires at least one argument", 'e.g. SHELL ["/bin/bash", "-c"]');
+      if (!instruction.json) failAtArgs(ctx, parsed, "SHELL requires the JSON (exec) form", 'e.g. SHELL ["/bin/bash", "-c"]');
+      if (instruction.args.length === 0) failAtArgs(ctx, parsed, "SHELL requires at least one argument", 'e.g. SHELL ["/bin/bash", "-c"]');
       return;
     case "healthcheck":
-      validateHealthcheck(ctx, parsed, keywordAt);
+      validateHealthcheck(ctx, parsed);
       return;
     case "expose":
-      if (instruction.args.length === 0) keywordAt("EXPOSE requires at least one port", "e.g. EXPOSE 80 or EXPOSE 53/udp");
+      if (instruction.args.length === 0) failAtKeyword(ctx, parsed, "EXPOSE requires at least one port", "e.g. EXPOSE 80 or EXPOSE 53/udp");
       validatePorts(ctx, offsets, instruction.args);
       return;
     case "volume":
-      if (instruction.args.length === 0) keywordAt("VOLUME requires at least one path", 'e.g. VOLUME /data or VOLUME ["/data"]');
+      if (instruction.args.length === 0) failAtKeyword(ctx, parsed, "VOLUME requires at least one path", 'e.g. VOLUME /data or VOLUME ["/data"]');
       instruction.args.forEach((path, index) => {
         if (path.trim() === "") wordAt(ctx, offsets, index, "VOLUME paths must not be empty");
       });
       return;
     case "stopsignal":
-      if (instruction.args.length !== 1) keywordAt("STOPSIGNAL requires a signal", "e.g. STOPSIGNAL SIGTERM");
+      if (instruction.args.length !== 1) failAtKeyword(ctx, parsed, "STOPSIGNAL requires a signal", "e.g. STOPSIGNAL SIGTERM");
       validateSignal(ctx, offsets, instruction.args[0] as string);
       return;
   }
 }
 
 function validateFlags(ctx: ValidationContext, instruction: Instruction): void {
+  if (instruction.flags.length === 0) return;
   const specs = FLAG_SPECS[instruction.keyword];
   const seen = new Set<string>();
   const upper = instruction.keyword.toUpperCase();
@@ -153,21 +150,22 @@ function flagValue(instruction: Instruction, name: string): Flag | undefined {
   return instruction.flags.find((flag) => flag.name === name);
 }
 
-function validatePairs(ctx: ValidationContext, instruction: Instruction, upper: string, keywordAt: (m: string, h?: string) => never): void {
+function validatePairs(ctx: ValidationContext, parsed: ParsedLine, upper: string): void {
+  const { instruction } = parsed;
   const pairs = instruction.pairs ?? [];
   if (pairs.length === 0) {
     const example = instruction.keyword === "arg" ? "ARG VERSION=1.0" : `${upper} name=value`;
-    keywordAt(`${upper} requires at least one argument`, `e.g. ${example}`);
+    failAtKeyword(ctx, parsed, `${upper} requires at least one argument`, `e.g. ${example}`);
   }
   for (const pair of pairs) {
     if (pair.key === "") ctx.failAt(`${upper} names must not be empty`, pair.span, `write name=value, e.g. ${upper} VERSION=1.0`);
   }
 }
 
-function validateCopy(ctx: ValidationContext, parsed: ParsedLine, upper: string, keywordAt: (m: string, h?: string) => never): void {
+function validateCopy(ctx: ValidationContext, parsed: ParsedLine, upper: string): void {
   const { instruction, offsets } = parsed;
   if (instruction.args.length < 2) {
-    keywordAt(
+    failAtKeyword(ctx, parsed, 
       `${upper} requires at least one source and a destination`,
       instruction.args.length === 1 ? `add the destination, e.g. ${upper} ${instruction.args[0]} /app/` : `e.g. ${upper} . /app/`,
     );
@@ -208,10 +206,10 @@ function isValidChecksum(value: string): boolean {
 
 const STAGE_NAME = /^[a-z][a-z0-9-_.]*$/;
 
-function validateFrom(ctx: ValidationContext, parsed: ParsedLine, keywordAt: (m: string, h?: string) => never): void {
+function validateFrom(ctx: ValidationContext, parsed: ParsedLine): void {
   const { instruction, offsets } = parsed;
   const args = instruction.args;
-  if (args.length === 0) keywordAt("FROM requires an image", "e.g. FROM debian:12, FROM scratch, or FROM base AS build");
+  if (args.length === 0) failAtKeyword(ctx, parsed, "FROM requires an image", "e.g. FROM debian:12, FROM scratch, or FROM base AS build");
   if (args.length === 3 && args[1]?.toLowerCase() === "as") {
     const name = args[2] as string;
     if (!STAGE_NAME.test(name.toLowerCase())) {
@@ -227,9 +225,9 @@ function validateFrom(ctx: ValidationContext, parsed: ParsedLine, keywordAt: (m:
   if (args.length > 3) wordAt(ctx, offsets, 3, "FROM takes an image and optionally AS <name>; found more words", "remove the extra words");
 }
 
-function validateOnbuild(ctx: ValidationContext, parsed: ParsedLine, keywordAt: (m: string, h?: string) => never): void {
+function validateOnbuild(ctx: ValidationContext, parsed: ParsedLine): void {
   const trigger = parsed.trigger;
-  if (!trigger) keywordAt("ONBUILD requires an instruction to run later", "e.g. ONBUILD COPY . /app/");
+  if (!trigger) failAtKeyword(ctx, parsed, "ONBUILD requires an instruction to run later", "e.g. ONBUILD COPY . /app/");
   const keyword = trigger.instruction.keyword;
   const at = (message: string) => ctx.fail(message, trigger.offsets.keyword.start, trigger.offsets.keyword.end);
   if (keyword === "onbuild") at("ONBUILD ONBUILD is not allowed: triggers cannot be chained");
@@ -240,9 +238,10 @@ function validateOnbuild(ctx: ValidationContext, parsed: ParsedLine, keywordAt: 
 const NETWORK_MODES = ["default", "none", "host"];
 const SECURITY_MODES = ["sandbox", "insecure"];
 
-function validateRun(ctx: ValidationContext, instruction: Instruction, keywordAt: (m: string, h?: string) => never): void {
+function validateRun(ctx: ValidationContext, parsed: ParsedLine): void {
+  const { instruction } = parsed;
   if (instruction.args.length === 0 && instruction.heredocs.length === 0 && !instruction.json) {
-    keywordAt("RUN requires a command", "e.g. RUN make, or RUN <<EOF with a script below it");
+    failAtKeyword(ctx, parsed, "RUN requires a command", "e.g. RUN make, or RUN <<EOF with a script below it");
   }
   for (const flag of instruction.flags) {
     const value = flag.value ?? "";
@@ -264,16 +263,16 @@ function validateRun(ctx: ValidationContext, instruction: Instruction, keywordAt
   }
 }
 
-function validateHealthcheck(ctx: ValidationContext, parsed: ParsedLine, keywordAt: (m: string, h?: string) => never): void {
+function validateHealthcheck(ctx: ValidationContext, parsed: ParsedLine): void {
   const { instruction, offsets } = parsed;
   const type = instruction.args[0]?.toUpperCase();
-  if (type === undefined) keywordAt("HEALTHCHECK requires NONE or CMD <command>", "e.g. HEALTHCHECK CMD curl -f http://localhost/");
+  if (type === undefined) failAtKeyword(ctx, parsed, "HEALTHCHECK requires NONE or CMD <command>", "e.g. HEALTHCHECK CMD curl -f http://localhost/");
   if (type === "NONE") {
     if (instruction.args.length > 1) wordAt(ctx, offsets, 1, "HEALTHCHECK NONE takes no arguments");
     return;
   }
   if (type !== "CMD") wordAt(ctx, offsets, 0, `unknown HEALTHCHECK type "${instruction.args[0]}"`, "use HEALTHCHECK CMD <command> or HEALTHCHECK NONE");
-  if (instruction.args.length < 2) keywordAt("HEALTHCHECK CMD requires a command", "e.g. HEALTHCHECK CMD curl -f http://localhost/");
+  if (instruction.args.length < 2) failAtKeyword(ctx, parsed, "HEALTHCHECK CMD requires a command", "e.g. HEALTHCHECK CMD curl -f http://localhost/");
   for (const flag of instruction.flags) {
     const value = flag.value ?? "";
     if (flag.name === "retries") {
@@ -346,4 +345,13 @@ function spanOfWord(ctx: ValidationContext, offsets: InstructionOffsets, index: 
 function wordAt(ctx: ValidationContext, offsets: InstructionOffsets, index: number, message: string, hint?: string): never {
   const word = offsets.argWords[index];
   return ctx.fail(message, word?.start ?? offsets.argsStart, word?.end ?? offsets.argsEnd, hint);
+}
+
+function failAtKeyword(ctx: ValidationContext, parsed: ParsedLine, message: string, hint?: string): never {
+  return ctx.fail(message, parsed.offsets.keyword.start, parsed.offsets.keyword.end, hint);
+}
+
+function failAtArgs(ctx: ValidationContext, parsed: ParsedLine, message: string, hint?: string): never {
+  const { argsStart, argsEnd } = parsed.offsets;
+  return ctx.fail(message, argsStart, Math.max(argsEnd, argsStart + 1), hint);
 }

@@ -16,6 +16,7 @@ export const LEADING_SPACE = new RegExp(`^[${SPACE_CLASS}]+`);
 export const TRAILING_SPACE = new RegExp(`[${SPACE_CLASS}]+$`);
 /** The separator of whitespace-delimited argument lists (Docker's reWhitespace: ASCII only). */
 const ASCII_SPACE_RUN = /[\t\v\f\r ]+/;
+const ASCII_SPACE_RUNS = /[\t\v\f\r ]+/g;
 
 export function trimSpace(text: string): string {
   return text.replace(LEADING_SPACE, "").replace(TRAILING_SPACE, "");
@@ -215,7 +216,8 @@ export function skipSpaceBackward(text: string, to: number): number {
 export function splitOnWhitespace(text: string, baseOffset = 0): Word[] {
   if (text === "") return [];
   const words: Word[] = [];
-  const separator = new RegExp(ASCII_SPACE_RUN.source, "g");
+  const separator = ASCII_SPACE_RUNS;
+  separator.lastIndex = 0;
   let start = 0;
   for (let match = separator.exec(text); match; match = separator.exec(text)) {
     words.push({ text: text.slice(start, match.index), start: baseOffset + start, end: baseOffset + match.index });
