@@ -2,9 +2,10 @@ import type { Flag, Instruction, Keyword, Warning } from "./ast.ts";
 import { parseHeredocWord } from "./heredoc.ts";
 import type { Fail, InstructionOffsets, ParsedLine } from "./instruction-line.ts";
 import { MountSpecError, parseMountSpec } from "./mount.ts";
-import { ShellExpansionError } from "./shell-words.ts";
+import { ShellExpansionError, expandWord } from "./shell-words.ts";
 import type { Span } from "./span.ts";
 import { closestMatch } from "./suggest.ts";
+import type { EscapeChar } from "./words.ts";
 
 /**
  * Instruction-level checks, as Docker makes them before building: flags each
@@ -44,6 +45,7 @@ export interface ValidationContext {
   warn: (warning: Warning) => void;
   /** The source span of offsets in the logical line. */
   spanOf: (start: number, end: number) => Span;
+  escape: EscapeChar;
 }
 
 export function validateInstruction(ctx: ValidationContext, parsed: ParsedLine, isTrigger = false): void {
@@ -57,6 +59,8 @@ export function validateInstruction(ctx: ValidationContext, parsed: ParsedLine, 
   } else {
     validateFlags(ctx, instruction);
   }
+
+  checkExpansions(ctx, parsed);
 
   switch (instruction.keyword) {
     case "env":
@@ -354,4 +358,43 @@ function failAtKeyword(ctx: ValidationContext, parsed: ParsedLine, message: stri
 function failAtArgs(ctx: ValidationContext, parsed: ParsedLine, message: string, hint?: string): never {
   const { argsStart, argsEnd } = parsed.offsets;
   return ctx.fail(message, argsStart, Math.max(argsEnd, argsStart + 1), hint);
+}
+
+/** Instructions whose arguments Docker expands with ARG and ENV values (the others go to a shell as is). */
+const EXPANDING = new Set<Keyword>(["add", "arg", "copy", "env", "expose", "from", "label", "stopsignal", "user", "volume", "workdir"]);
+/** Flags whose values are expanded. */
+const EXPANDING_FLAGS = new Set(["from", "chown", "chmod", "checksum", "platform", "mount"]);
+const MIGHT_EXPAND = /[$'"\\`]/;
+const EVERY_VARIABLE_SET = (): string => "x";
+
+/**
+ * Catches expansion syntax errors (unterminated quotes, `${` without `}`) now
+ * rather than at build time. Every variable counts as set, so `${v:?message}`
+ * only fails at build time, when it should.
+ */
+function checkExpansions(ctx: ValidationContext, parsed: ParsedLine): void {
+  const { instruction, offsets } = parsed;
+  if (!EXPANDING.has(instruction.keyword)) return;
+  for (const flag of instruction.flags) {
+    if (flag.value !== undefined && EXPANDING_FLAGS.has(flag.name)) checkWord(ctx, flag.value, flag.span);
+  }
+  for (const pair of instruction.pairs ?? []) {
+    checkWord(ctx, pair.key, pair.span);
+    if (pair.value !== undefined) checkWord(ctx, pair.value, pair.span);
+  }
+  instruction.args.forEach((arg, index) => {
+    // Heredoc bodies expand at build time; their opening words are not paths.
+    if (arg.startsWith("<<") || /^\d+<</.test(arg)) return;
+    checkWord(ctx, arg, spanOfWord(ctx, offsets, index));
+  });
+}
+
+function checkWord(ctx: ValidationContext, word: string, span: Span): void {
+  if (!MIGHT_EXPAND.test(word)) return;
+  try {
+    expandWord(word, EVERY_VARIABLE_SET, { escape: ctx.escape });
+  } catch (error) {
+    if (!(error instanceof ShellExpansionError)) throw error;
+    ctx.failAt(error.reason, span, "close the quote or the ${...}, or escape the character");
+  }
 }

@@ -7,7 +7,9 @@ import moo from "moo";
  * that expand.
  */
 
-export type EscapeChar = "\\" | "`";
+import type { EscapeChar } from "./shell-words.ts";
+
+export type { EscapeChar };
 
 /** Go's unicode.IsSpace, which Docker uses to separate words. */
 const SPACE_CLASS = "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";

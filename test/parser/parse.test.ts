@@ -294,6 +294,10 @@ describe("errors", () => {
     ["FROM scratch\nRUN --mount=type=tmpfs,target=/x,bogus=1 x", 2, 5, 'unknown mount option "bogus"'],
     ["FROM scratch\nRUN --mount=type=secret x", 2, 5, "a secret mount needs an id or a target"],
     ["FROM scratch\nRUN --mount=type=cache,target=/x,mode=rwx x", 2, 5, "mount mode must be octal"],
+    ['FROM scratch\nENV A="abc', 2, 5, "double-quote"],
+    ["FROM scratch\nWORKDIR ${DIR", 2, 9, "missing '}'"],
+    ["FROM scratch\nCOPY --chown=${U a b", 2, 6, "missing '}'"],
+    ["FROM scratch\nLABEL a='b", 2, 7, "single-quote"],
     ["RUN echo hi", 1, 1, "RUN before the first FROM"],
     ["ARG A\nENV B=1\nFROM scratch", 2, 1, "ENV before the first FROM"],
     ["ARG A", 1, 1, "the Dockerfile has no FROM"],
@@ -324,5 +328,9 @@ describe("errors", () => {
     expect(only("HEALTHCHECK --bogus NONE").args).toEqual(["NONE"]);
     expect(only("RUN --mount=type=cache,target=$DIR,mode=$MODE x").flags).toHaveLength(1);
     expect(only("EXPOSE ${PORT}/tcp").args).toEqual(["${PORT}/tcp"]);
+    // Only the build knows whether a required variable is set.
+    expect(only("WORKDIR ${DIR:?set DIR}").args).toEqual(["${DIR:?set DIR}"]);
+    // RUN goes to the shell unexpanded: its quoting is the shell's business.
+    expect(only('RUN echo "unterminated').args).toEqual(['echo "unterminated']);
   });
 });
