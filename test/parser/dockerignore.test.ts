@@ -527,8 +527,9 @@ describe("IgnoreMatcher.mayReincludeBelow (BuildKit's directory pruning)", () =>
   });
 });
 
-describe("performance", () => {
-  it("matches a 10,000-file context quickly", () => {
+// Speed is measured in bench/; here a blow-up would show as a test timeout.
+describe("large contexts", () => {
+  it("matches a 10,000-file context", () => {
     const matcher = matcherFor([
       "node_modules",
       "**/*.log",
@@ -544,12 +545,9 @@ describe("performance", () => {
       "secret?.txt",
     ]);
     const files = Array.from({ length: 10_000 }, (_, i) => `src/module${i % 100}/sub${i % 7}/file${i}.${["ts", "log", "tmp", "md"][i % 4]}`);
-    const start = performance.now();
     let excluded = 0;
     for (const file of files) if (matcher.excludes(file)) excluded++;
-    const elapsed = performance.now() - start;
     expect(excluded).toBe(2_500);
-    expect(elapsed).toBeLessThan(1_000);
   });
 });
 

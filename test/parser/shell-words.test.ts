@@ -753,11 +753,9 @@ describe("patterns", () => {
   it("stays fast on patterns that make backtracking matchers explode", () => {
     const value = "a".repeat(3000);
     const env = new Map([["V", value]]);
-    const started = performance.now();
     expect(expandWord("${V#*a*a*a*a*a*a*a*a*a*a*a*a*b}", env)).toBe(value);
     expect(expandWord("${V%%*a*a*a*a*a*a*a*a*a*a*a*a*b}", env)).toBe(value);
     expect(expandWord("${V//a*a*a*a*a*a*a*a*b/x}", env)).toBe(value);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 });
 
@@ -826,14 +824,13 @@ describe("errors", () => {
   });
 });
 
-describe("performance", () => {
-  it("expands a large word in linear time", () => {
+// Speed is measured in bench/; here a blow-up would show as a test timeout.
+describe("large inputs", () => {
+  it("expands a large word", () => {
     const word = "$PWD/${EMPTY:-x}'q'\\ ".repeat(50_000);
-    const started = performance.now();
     const result = expandWord(word, ENV);
     expect(result.length).toBe("/home/xq ".length * 50_000);
     expect(expandWords(word, ENV)).toHaveLength(1);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 });
 
