@@ -1,8 +1,8 @@
-# The structure of a Dockerfile, over one token per instruction: `from`, `arg`,
-# or `step` for every other instruction (the lexer classifies keywords the way a
-# lexer classifies identifiers). ARGs may come before the first FROM; every
-# other instruction belongs to the stage opened by the FROM before it. Instruction syntax itself is handled by
-# the line parser (instruction-line.ts), whose rules are Docker's procedural ones.
+# The structure of a Dockerfile: ARGs may come before the first FROM; every
+# other instruction belongs to the stage opened by the FROM before it. Tokens
+# come from instruction-lexer.ts: `from`, and runs of other instructions
+# (`args` when only ARGs, `body` otherwise). Instruction syntax itself is the
+# line parser's (instruction-line.ts), whose rules are Docker's procedural ones.
 @preprocessor typescript
 @{%
 import { instructionLexer, type InstructionToken } from "./instruction-lexer.ts";
@@ -16,11 +16,10 @@ export interface List<T> {
   tail: List<T> | null;
 }
 export interface StageShape {
+  /** Index of the stage's FROM instruction. */
   from: number;
-  body: List<number> | null;
 }
 export interface FileShape {
-  globalArgs: List<number> | null;
   stages: List<StageShape> | null;
 }
 const index = (token: InstructionToken): number => token.index;
@@ -28,11 +27,9 @@ const cons = <T>(tail: List<T> | null, head: T): List<T> => ({ head, tail });
 %}
 @lexer instructionLexer
 
-dockerfile -> globalArgs stages        {% ([globalArgs, stages]): FileShape => ({ globalArgs, stages }) %}
-globalArgs -> null                       {% () => null %}
-            | globalArgs %arg            {% ([list, token]) => cons(list, index(token)) %}
+dockerfile -> globalArgs stages         {% ([, stages]): FileShape => ({ stages }) %}
+globalArgs -> null | %args
 stages     -> null                       {% () => null %}
             | stages stage               {% ([list, stage]) => cons(list, stage) %}
-stage      -> %from stageBody            {% ([from, body]): StageShape => ({ from: index(from), body }) %}
-stageBody  -> null                       {% () => null %}
-            | stageBody (%arg | %step)   {% ([list, [token]]) => cons(list, index(token)) %}
+stage      -> %from stageBody            {% ([from]): StageShape => ({ from: index(from) }) %}
+stageBody  -> null | %args | %body

@@ -3,6 +3,7 @@ import type { Directive, Dockerfile, Heredoc, Instruction, Stage, Warning } from
 import { readDirective, type DirectiveState } from "./directives.ts";
 import { DockerfileSyntaxError } from "./errors.ts";
 import grammar, { type FileShape, type List } from "./file-grammar.generated.ts";
+import type { InstructionToken } from "./instruction-lexer.ts";
 import { HEREDOC_KEYWORDS, heredocsInLine } from "./heredoc.ts";
 import { parseInstructionLine, type LineContext, type ParsedLine } from "./instruction-line.ts";
 import { ShellExpansionError } from "./shell-words.ts";
@@ -29,7 +30,7 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   const directiveState: DirectiveState = { done: false, seen: new Set(), escape: "\\" };
   const directives: Directive[] = [];
   const warnings: Warning[] = [];
-  const parsedLines: ParsedLine[] = [];
+  const instructions: Instruction[] = [];
   let comments: string[] = [];
 
   const failOnLine = (line: number, column: number, message: string, hint?: string): never => {
@@ -65,10 +66,9 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
     comments = [];
     readHeredocs(parsed, ctx, source);
     validateInstruction(ctx, parsed);
-    parsedLines.push(parsed);
+    instructions.push(parsed.instruction);
   }
 
-  const instructions = parsedLines.map((parsed) => parsed.instruction);
   if (instructions.length === 0) {
     failOnLine(Math.max(1, source.length), 1, "the Dockerfile has no instructions", "start with FROM <image>, e.g. FROM debian:12");
   }
@@ -210,6 +210,7 @@ function readHeredocs(parsed: ParsedLine, ctx: LineContext, source: SourceLines)
     if (error instanceof ShellExpansionError) ctx.fail(`invalid heredoc: ${error.message}`, 0, ctx.text.length);
     throw error;
   }
+  if (opened.length === 0) return;
   const heredocs: Heredoc[] = [];
   for (const heredoc of opened) {
     const bodyStart = source.position;
@@ -254,7 +255,7 @@ function buildStages(instructions: Instruction[], file: string, source: SourceLi
   try {
     parser.feed(instructions.map((instruction) => instruction.keyword).join("\n"));
   } catch (error) {
-    const index = (error as { token?: { index?: number } }).token?.index ?? 0;
+    const index = (error as { token?: InstructionToken }).token?.firstStep ?? 0;
     const instruction = instructions[index] as Instruction;
     const keyword = instruction.keyword.toUpperCase();
     throw new DockerfileSyntaxError({
