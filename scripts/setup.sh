@@ -16,7 +16,9 @@ if ((${#missing[@]} > 0)); then
 fi
 
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund --loglevel=error   # also builds (prepare)
+  # Not `npm ci`: it rejects lock files that lack other platforms' optional
+  # packages (npm/cli#4828), which npm writes here. The lock still pins versions.
+  npm install --no-save --no-audit --no-fund --loglevel=error   # also builds (prepare)
 else
   npm run --silent build
 fi
