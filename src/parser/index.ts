@@ -6,3 +6,8 @@ export type { Position, Span } from "./span.ts";
 export { chompHeredocContent } from "./heredoc.ts";
 export { parseMountSpec, MountSpecError, type MountSpec, type MountType } from "./mount.ts";
 export { parseGoDuration } from "./validate.ts";
+export { expandWord, expandWords, expandWordWithMatches, ShellExpansionError, type ShellEnv } from "./shell-words.ts";
+export { parseHeredocWord } from "./heredoc.ts";
+export { matchPath, hasMeta, BadPatternError } from "./glob.ts";
+export { loadDockerignore, findDockerignore, parseDockerignore, IgnoreMatcher, DockerignoreError } from "./dockerignore.ts";
+export type { EscapeChar } from "./words.ts";
