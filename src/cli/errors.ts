@@ -11,15 +11,4 @@ export const EXIT = {
   interrupted: 130,
 } as const;
 
-/**
- * A mistake the user can fix. Printed without a stack trace: the message says
- * what is wrong and where, the hint what to do.
- */
-export class UserError extends Error {
-  override readonly name = "UserError";
-  readonly hint: string | undefined;
-  constructor(message: string, hint?: string) {
-    super(message);
-    this.hint = hint;
-  }
-}
+export { UserError } from "../user-error.ts";

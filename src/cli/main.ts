@@ -1,6 +1,8 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DockerfileSyntaxError } from "../parser/errors.ts";
+import { BuildStepError } from "../solver/errors.ts";
+import { buildCommand } from "./commands/build.ts";
 import { parseCommand } from "./commands/parse.ts";
 import { EXIT, UserError } from "./errors.ts";
 import { VERSION } from "./version.ts";
@@ -14,6 +16,7 @@ export async function main(argv: string[]): Promise<number> {
       global: true,
       describe: "State directory (default: $TSBUILD_ROOT or /var/lib/tsbuild)",
     })
+    .command(buildCommand)
     .command(parseCommand)
     .demandCommand(1, "Name a command: tsbuild <command> (see tsbuild --help)")
     .strict()
@@ -27,7 +30,8 @@ export async function main(argv: string[]): Promise<number> {
     });
   try {
     await cli.parseAsync();
-    return EXIT.ok;
+    // A command's handler sets process.exitCode when it ends with a non-zero status.
+    return Number(process.exitCode ?? EXIT.ok);
   } catch (error) {
     return reportError(error);
   }
@@ -42,6 +46,11 @@ function reportError(error: unknown): number {
   }
   if (error instanceof DockerfileSyntaxError) {
     process.stderr.write(`error: ${error.format()}\n`);
+    return EXIT.userError;
+  }
+  if (error instanceof BuildStepError) {
+    const where = error.location ? ` (${error.location.file}:${error.location.line})` : "";
+    process.stderr.write(`error: ${error.step ? `${error.step}${where}: ` : ""}${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ""}`);
     return EXIT.userError;
   }
   if (error instanceof UserError) {

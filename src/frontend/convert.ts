@@ -5,6 +5,7 @@ import { emptyImageConfig, type ImageConfig } from "./image-config.ts";
 import { formatPlatform, parsePlatform, platformArgs } from "./platform.ts";
 import { StageBuilder, type LayerStep, type StageState } from "./stage-builder.ts";
 import { expandIn } from "./expand.ts";
+import { UserError } from "../user-error.ts";
 
 /** An image that a FROM or COPY --from names, as the resolver found it. */
 export interface ResolvedImage {
@@ -204,7 +205,7 @@ class Converter {
     try {
       return await this.options.resolveImage({ name, isNamedContext, platform }, this.graph);
     } catch (error) {
-      if (error instanceof Error && "hint" in error) this.fail(error.message, span, (error as { hint?: string }).hint);
+      if (error instanceof UserError) this.fail(error.message, span, error.hint);
       throw error;
     }
   }
@@ -245,10 +246,11 @@ class Converter {
 
 export type { Converter };
 
-export class TargetNotFoundError extends Error {
-  readonly hint: string;
+export class TargetNotFoundError extends UserError {
   constructor(target: string, names: string[]) {
-    super(`target stage "${target}" could not be found`);
-    this.hint = names.length > 0 ? `stages are: ${names.join(", ")}` : "no stage is named: name one with FROM <image> AS <name>";
+    super(
+      `target stage "${target}" could not be found`,
+      names.length > 0 ? `stages are: ${names.join(", ")}` : "no stage is named: name one with FROM <image> AS <name>",
+    );
   }
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { convertDockerfile, emptyImageConfig, type BuildDefinition, type ImageConfig, type ResolvedImage } from "../../src/frontend/index.ts";
 import type { CopyAction, ExecOp, FileOp, Vertex } from "../../src/llb/index.ts";
 import { DockerfileSyntaxError, parseDockerfile } from "../../src/parser/index.ts";
+import { UserError } from "../../src/user-error.ts";
 
 const amd64 = { os: "linux", architecture: "amd64" };
 const arm64 = { os: "linux", architecture: "arm64" };
@@ -10,7 +11,7 @@ const arm64 = { os: "linux", architecture: "arm64" };
 function imageResolver(images: Record<string, Partial<ImageConfig["config"]>> = {}) {
   return async (reference: { name: string; isNamedContext: boolean; platform: typeof amd64 }, graph: BuildDefinition["graph"]): Promise<ResolvedImage> => {
     const config = images[reference.name];
-    if (!config) throw Object.assign(new Error(`image ${reference.name} is not available`), { hint: "use a named context" });
+    if (!config) throw new UserError(`image ${reference.name} is not available`, "use a named context");
     const image = emptyImageConfig(reference.platform);
     image.config = { ...image.config, ...config };
     image.history = [{ created_by: "base layer" }];

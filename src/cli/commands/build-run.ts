@@ -1,0 +1,142 @@
+import { createHash } from "node:crypto";
+import { stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { LocalContext } from "../../context/index.ts";
+import { convertDockerfile, hostPlatform, parsePlatform, type BuildDefinition } from "../../frontend/index.ts";
+import { canonicalJson, toDot } from "../../llb/index.ts";
+import { parseDockerfile } from "../../parser/index.ts";
+import { BuildCancelledError } from "../../solver/errors.ts";
+import { Solver } from "../../solver/solver.ts";
+import { StateRoot } from "../../solver/store/index.ts";
+import { EXIT, UserError } from "../errors.ts";
+import { createProgress } from "../progress/index.ts";
+import { readTextInput } from "../read-input.ts";
+import { stateRootDir } from "../state-root.ts";
+import type { BuildArgs } from "./build.ts";
+import { exportOutputs, parseOutputs } from "../../build/outputs.ts";
+import { loadSource, parseNamedContexts, resolveBaseImage } from "../../build/named-contexts.ts";
+
+/** `tsbuild build`: parse, convert, solve, export. Returns the exit code. */
+export async function runBuild(args: BuildArgs): Promise<number> {
+  const contextDir = resolve(args.context);
+  await requireDirectory(contextDir);
+  const dockerfilePath = args.file === undefined ? join(contextDir, "Dockerfile") : args.file === "-" ? "-" : resolve(args.file);
+  const dockerfileName = args.file ?? join(args.context, "Dockerfile");
+  const text = await readTextInput(dockerfilePath, "Dockerfile");
+  const dockerfile = parseDockerfile(text, { file: dockerfileName === "-" ? "<stdin>" : dockerfileName });
+  const outputs = parseOutputs(args.output);
+  const namedContexts = parseNamedContexts(args.buildContext);
+  const targetPlatform = platformOption(args.platform);
+
+  const definition = await convertDockerfile({
+    dockerfile,
+    sourceText: text,
+    target: args.target,
+    buildArgs: buildArgsOption(args.buildArg),
+    targetPlatform,
+    buildPlatform: hostPlatform(),
+    namedContexts: new Set(namedContexts.keys()),
+    resolveImage: (reference, graph) => resolveBaseImage(reference, graph, namedContexts),
+    noCacheStages: new Set(args.noCacheFilter.map((name) => name.toLowerCase())),
+    created: creationTime(),
+  });
+  if (args.dryRun) {
+    process.stdout.write(args.format === "dot" ? toDot(definition.graph.ancestry(definition.root), definition.root) : graphJson(definition));
+    return EXIT.ok;
+  }
+
+  const progress = createProgress(args.progress);
+  for (const warning of definition.warnings) progress.note(`warning: ${warning}`);
+  const store = await StateRoot.open(stateRootDir(args.root));
+  const lease = await store.acquireLease();
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const contexts = new Map<string, LocalContext>();
+  try {
+    contexts.set("local://context", await openContext(store, contextDir, dockerfilePath));
+    for (const [name, value] of namedContexts) {
+      if (value.kind === "dir") contexts.set(`local://${name}`, await openContext(store, value.path, join(value.path, "Dockerfile")));
+    }
+    const solver = new Solver({
+      vertices: definition.graph.vertices,
+      store,
+      localContexts: contexts,
+      loadSource: (op, root) => loadSource(op, root),
+      noCache: args.noCache,
+      concurrency: 4,
+      signal: controller.signal,
+      listener: (event) => progress.event(event),
+    });
+    const result = await solver.solve(definition.root);
+    if (result.kind !== "layers") throw new UserError("the build produced no filesystem");
+    const summary = await exportOutputs({ outputs, definition, result, store, tags: args.tag, solver, signal: controller.signal });
+    progress.finish();
+    for (const line of summary) process.stderr.write(`${line}\n`);
+    if (outputs.length === 0) {
+      process.stderr.write("note: no output requested: the result is only in the build cache (use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)\n");
+    }
+    return EXIT.ok;
+  } catch (error) {
+    progress.finish();
+    if (error instanceof BuildCancelledError || controller.signal.aborted) {
+      process.stderr.write("build cancelled\n");
+      return EXIT.interrupted;
+    }
+    throw error;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await Promise.all([...contexts.values()].map((context) => context.close()));
+    await lease.release();
+  }
+}
+
+async function requireDirectory(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (!info) throw new UserError(`build context "${dir}" does not exist`, "pass the directory with your sources, e.g. tsbuild build .");
+  if (!info.isDirectory()) throw new UserError(`build context "${dir}" is not a directory`, "pass a directory; tar contexts on standard input are not supported yet");
+}
+
+async function openContext(store: StateRoot, dir: string, dockerfilePath: string): Promise<LocalContext> {
+  const id = createHash("sha256").update(dir).digest("hex").slice(0, 32);
+  return LocalContext.open({ dir, dockerfilePath: dockerfilePath === "-" ? join(dir, "Dockerfile") : dockerfilePath, checksumCachePath: join(store.dir, "context-checksums", `${id}.json`) });
+}
+
+function platformOption(text: string | undefined) {
+  if (text === undefined) return hostPlatform();
+  if (text.includes(",")) throw new UserError(`--platform ${text}: building several platforms at once is not supported yet`, "build one platform per command");
+  const platform = parsePlatform(text);
+  if (!platform) throw new UserError(`--platform ${text}: not a platform`, "write os/arch[/variant], e.g. linux/arm64");
+  return platform;
+}
+
+function buildArgsOption(values: readonly string[]): Map<string, string> {
+  const args = new Map<string, string>();
+  for (const value of values) {
+    const equals = value.indexOf("=");
+    if (equals === 0) throw new UserError(`--build-arg "${value}": the name is empty`, "write --build-arg NAME=VALUE");
+    if (equals > 0) args.set(value.slice(0, equals), value.slice(equals + 1));
+    else if (process.env[value] !== undefined) args.set(value, process.env[value] as string);
+  }
+  return args;
+}
+
+/** History timestamps: SOURCE_DATE_EPOCH when set (reproducible builds), else now. */
+function creationTime(): string {
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  if (epoch && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000).toISOString();
+  return new Date().toISOString();
+}
+
+function graphJson(definition: BuildDefinition): string {
+  const vertices = definition.graph.ancestry(definition.root).map((vertex) => ({
+    digest: vertex.digest,
+    name: vertex.name,
+    op: JSON.parse(canonicalJson(vertex.op)) as unknown,
+    inputs: vertex.inputs,
+    ...(vertex.location ? { location: vertex.location } : {}),
+  }));
+  return JSON.stringify({ root: definition.root, platform: definition.platform, vertices, image: definition.image }, null, 2) + "\n";
+}

@@ -1,0 +1,52 @@
+import type { Argv } from "yargs";
+import { PROGRESS_MODES, type ProgressMode } from "../progress/index.ts";
+
+export interface BuildArgs {
+  context: string;
+  file?: string;
+  tag: string[];
+  buildArg: string[];
+  target?: string;
+  platform?: string;
+  output: string[];
+  progress: ProgressMode;
+  noCache: boolean;
+  noCacheFilter: string[];
+  buildContext: string[];
+  dryRun: boolean;
+  format: "json" | "dot";
+  root?: string;
+}
+
+const list = { type: "string", array: true, default: [] as string[] } as const;
+
+export const buildCommand = {
+  command: "build <context>",
+  describe: "Build an image from a Dockerfile",
+  builder: (yargs: Argv) =>
+    yargs
+      .positional("context", { type: "string", demandOption: true, describe: "The build context: a local directory" })
+      .option("file", { alias: "f", type: "string", describe: "The Dockerfile (default: CONTEXT/Dockerfile; - for standard input)" })
+      .option("tag", { alias: "t", ...list, describe: "Name the image (name:tag); recorded in OCI outputs" })
+      .option("build-arg", { ...list, describe: "Set a build argument: KEY=VALUE, or KEY to take it from the environment" })
+      .option("target", { type: "string", describe: "The stage to build (default: the last one)" })
+      .option("platform", { type: "string", describe: "The target platform, e.g. linux/amd64 (default: this machine's)" })
+      .option("output", {
+        alias: "o",
+        ...list,
+        describe: "Where the result goes: type=local,dest=DIR | type=oci,dest=FILE.tar | type=oci-layout,dest=DIR (a bare DIR means type=local)",
+      })
+      .option("progress", { choices: PROGRESS_MODES, default: "auto" as ProgressMode, describe: "Progress output (auto: tty on a terminal, else plain)" })
+      .option("no-cache", { type: "boolean", default: false, describe: "Run every step, ignoring cached results" })
+      .option("no-cache-filter", { ...list, describe: "Ignore cached results for the steps of these stages" })
+      .option("build-context", { ...list, describe: "A named context: NAME=DIR or NAME=oci-layout://PATH[:TAG], usable in FROM and COPY --from" })
+      .option("dry-run", { type: "boolean", default: false, describe: "Print the build graph instead of building" })
+      .option("format", { choices: ["json", "dot"] as const, default: "json" as const, describe: "The --dry-run output format" })
+      .example("$0 build -o type=oci,dest=app.tar .", "Build ./Dockerfile and write an OCI archive")
+      .example("$0 build --dry-run --format dot . | dot -Tsvg > graph.svg", "Draw the build graph"),
+  // yargs adds the camelCase names (noCache for --no-cache) at run time; its types do not show them.
+  handler: async (args: object) => {
+    const { runBuild } = await import("./build-run.ts");
+    process.exitCode = await runBuild(args as BuildArgs);
+  },
+};

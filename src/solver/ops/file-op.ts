@@ -1,0 +1,190 @@
+import { chmod, copyFile, lchown, lstat, mkdir, symlink, utimes, writeFile, rm } from "node:fs/promises";
+import { posix, join } from "node:path";
+import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
+import type { LayeredFS } from "../store/index.ts";
+import { applyChmod } from "../chmod.ts";
+import { BuildStepError } from "../errors.ts";
+import { resolveOwner } from "../users.ts";
+import type { MatchedSource, SourceTree, TreeEntry } from "./source-tree.ts";
+
+export interface FileOpContext {
+  /** The new layer's directory: everything the op writes goes here. */
+  layerDir: string;
+  /** The filesystem the op changes (input 0), for paths that already exist. */
+  base: LayeredFS;
+  /** The source of a copy action's `sourceInput`. */
+  source: (input: number) => SourceTree;
+}
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+const ROOT: Owner = { uid: 0, gid: 0 };
+
+/** Writes a file op's changes into a new layer directory (overlay upper-dir format). */
+export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<void> {
+  const writer = new LayerWriter(context.layerDir, context.base);
+  for (const action of op.actions) {
+    if (action.action === "mkdir") await mkdirAction(writer, action);
+    else if (action.action === "mkfile") await mkfileAction(writer, action);
+    else await copyAction(writer, action, context.source(action.sourceInput));
+  }
+}
+
+async function ownerFor(writer: LayerWriter, spec: CopyAction["chown"]): Promise<Owner | undefined> {
+  if (!spec) return undefined;
+  return resolveOwner(spec, (path) => writer.readBaseFile(path));
+}
+
+async function mkdirAction(writer: LayerWriter, action: MkdirAction): Promise<void> {
+  const owner = (await ownerFor(writer, action.chown)) ?? ROOT;
+  const path = await writer.resolveParent(action.path);
+  await writer.ensureDirectory(path, owner, action.mode);
+}
+
+async function mkfileAction(writer: LayerWriter, action: MkfileAction): Promise<void> {
+  const owner = (await ownerFor(writer, action.chown)) ?? ROOT;
+  const path = await writer.resolveParent(action.path);
+  await writer.ensureDirectory(posix.dirname(path), ROOT);
+  const host = writer.hostPath(path);
+  await rm(host, { recursive: true, force: true });
+  await writeFile(host, action.data, { mode: action.mode });
+  await chmod(host, action.mode);
+  await lchown(host, owner.uid, owner.gid);
+}
+
+/**
+ * COPY/ADD semantics: a directory's contents go into the destination; a file
+ * goes to `dest/<name>` when the destination is a directory (trailing `/`, or
+ * an existing directory), else to `dest` itself; several sources need a
+ * directory destination.
+ */
+async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceTree): Promise<void> {
+  const matched = await tree.match(action.sources, action.excludes ?? []);
+  const chownOwner = await ownerFor(writer, action.chown);
+  const destPath = await writer.resolveParent(action.dest.replace(/\/+$/, "") || "/");
+  const destIsDirectory = action.dest.endsWith("/") || (await writer.isDirectory(destPath));
+  const copiesFiles = matched.filter((source) => source.entry.type !== "dir");
+  if (!destIsDirectory && (matched.length > 1 || (copiesFiles.length > 0 && action.parents))) {
+    throw new BuildStepError(`copying ${matched.length} sources to "${action.dest}": the destination must be a directory and end with a /`, {
+      hint: `write the destination as ${action.dest}/`,
+    });
+  }
+  const ownerOf = (entry: TreeEntry): Owner => chownOwner ?? (tree.keepsOwnership ? { uid: entry.uid, gid: entry.gid } : ROOT);
+  const modeOf = (entry: TreeEntry): number => (action.chmod ? applyChmod(action.chmod, entry.mode, entry.type === "dir") : entry.mode);
+  const parentOwner = chownOwner ?? ROOT;
+
+  for (const source of matched) {
+    const target = targetPath(source, destPath, destIsDirectory, action.parents === true);
+    if (source.entry.type === "dir") {
+      await writer.ensureDirectory(target, parentOwner);
+      await writer.setMetadata(target, ownerOf(source.entry), modeOf(source.entry));
+      for (const child of source.children) {
+        await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
+      }
+    } else {
+      await writer.ensureDirectory(posix.dirname(target), parentOwner);
+      await writer.writeEntry(target, source.entry, ownerOf(source.entry), modeOf(source.entry));
+    }
+  }
+}
+
+function targetPath(source: MatchedSource, dest: string, destIsDirectory: boolean, parents: boolean): string {
+  if (parents) {
+    const relative = source.source.replace(/^\/+/, "");
+    return source.entry.type === "dir" && relative === "" ? dest : posix.join(dest, relative);
+  }
+  if (source.entry.type === "dir") return dest;
+  return destIsDirectory ? posix.join(dest, posix.basename(source.source)) : dest;
+}
+
+/** Writes into a layer directory, consulting the base filesystem for what exists below. */
+class LayerWriter {
+  constructor(
+    private readonly layerDir: string,
+    private readonly base: LayeredFS,
+  ) {}
+
+  hostPath(path: string): string {
+    return join(this.layerDir, path);
+  }
+
+  async readBaseFile(path: string): Promise<Buffer | undefined> {
+    const resolved = await this.base.resolve(path, { followFinal: true });
+    const stat = await this.base.lstat(resolved);
+    return stat?.type === "file" ? this.base.readFile(resolved) : undefined;
+  }
+
+  /** Resolves symlinks in the parent directories of `path` inside the image root; the last component stays. */
+  async resolveParent(path: string): Promise<string> {
+    const clean = posix.normalize(`/${path}`);
+    if (clean === "/") return "/";
+    const parent = await this.base.resolve(posix.dirname(clean), { followFinal: true });
+    return posix.join(parent, posix.basename(clean));
+  }
+
+  async isDirectory(path: string): Promise<boolean> {
+    const written = await lstat(this.hostPath(path)).catch(() => undefined);
+    if (written) return written.isDirectory();
+    const resolved = await this.base.resolve(path, { followFinal: true });
+    return (await this.base.lstat(resolved))?.type === "dir";
+  }
+
+  /** Creates `path` and its parents in the layer: existing directories keep their metadata, new ones get `owner` and `mode`. */
+  async ensureDirectory(path: string, owner: Owner, mode = 0o755): Promise<void> {
+    let current = "/";
+    for (const component of path.split("/").filter(Boolean)) {
+      current = posix.join(current, component);
+      const host = this.hostPath(current);
+      const written = await lstat(host).catch(() => undefined);
+      if (written?.isDirectory()) continue;
+      const below = await this.base.lstat(current);
+      if (written || (below && below.type !== "dir")) {
+        throw new BuildStepError(`cannot create directory ${current}: a file is in the way`, { hint: "copy to a different destination" });
+      }
+      await mkdir(host);
+      if (below) {
+        await chmod(host, below.mode);
+        await lchown(host, below.uid, below.gid);
+        await utimes(host, below.mtimeMs / 1000, below.mtimeMs / 1000);
+      } else {
+        await chmod(host, mode);
+        await lchown(host, owner.uid, owner.gid);
+      }
+    }
+  }
+
+  async setMetadata(path: string, owner: Owner, mode: number): Promise<void> {
+    const host = this.hostPath(path);
+    await chmod(host, mode & 0o7777);
+    await lchown(host, owner.uid, owner.gid);
+  }
+
+  async writeEntry(path: string, entry: TreeEntry, owner: Owner, mode: number): Promise<void> {
+    const host = this.hostPath(path);
+    const existing = await lstat(host).catch(() => undefined);
+    if (entry.type === "dir") {
+      if (!existing?.isDirectory()) {
+        if (existing) await rm(host, { recursive: true, force: true });
+        const below = await this.base.lstat(path);
+        if (below && below.type !== "dir") throw new BuildStepError(`cannot copy directory to ${path}: a file is in the way`);
+        await mkdir(host);
+      }
+      await this.setMetadata(path, owner, mode);
+      return;
+    }
+    if (existing) await rm(host, { recursive: true, force: true });
+    if (entry.type === "symlink") {
+      await symlink(entry.linkTarget ?? "", host);
+      await lchown(host, owner.uid, owner.gid);
+      return;
+    }
+    if (!entry.hostPath) throw new BuildStepError(`cannot read ${path}: its content is not available`);
+    await copyFile(entry.hostPath, host);
+    const source = await lstat(entry.hostPath);
+    await this.setMetadata(path, owner, mode);
+    await utimes(host, source.atime, source.mtime);
+  }
+}

@@ -1,0 +1,133 @@
+import { posix } from "node:path";
+import type { LocalContext, SelectedEntry } from "../../context/index.ts";
+import { IgnoreMatcher, hasMeta, matchPath, parseDockerignore } from "../../parser/index.ts";
+import type { LayeredFS } from "../store/index.ts";
+import { BuildStepError } from "../errors.ts";
+
+/** One file, directory or symlink that a COPY reads. */
+export interface TreeEntry {
+  /** Path relative to the matched source ("" for the matched entry itself). */
+  path: string;
+  type: "file" | "dir" | "symlink";
+  mode: number;
+  uid: number;
+  gid: number;
+  linkTarget?: string;
+  /** Where a file's content is on the host. */
+  hostPath?: string;
+}
+
+export interface MatchedSource {
+  /** The source as matched, relative to the source root. */
+  source: string;
+  entry: TreeEntry;
+  /** A directory's contents, recursively, parents before children. */
+  children: TreeEntry[];
+}
+
+/** Where COPY sources come from: the build context, or another stage's or image's filesystem. */
+export interface SourceTree {
+  match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]>;
+  /** Context files become root-owned; files from images keep their owners. */
+  readonly keepsOwnership: boolean;
+}
+
+export class ContextTree implements SourceTree {
+  readonly keepsOwnership = false;
+  constructor(private readonly context: LocalContext) {}
+
+  async match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
+    const selection = await this.context.select(patterns, { excludes });
+    return selection.entries.map((selected) => fromSelected(selected));
+  }
+}
+
+function fromSelected(selected: SelectedEntry): MatchedSource {
+  const toEntry = (file: SelectedEntry["stat"]): TreeEntry => ({
+    path: file.path,
+    type: file.type,
+    mode: file.mode,
+    uid: file.uid,
+    gid: file.gid,
+    ...(file.linkTarget !== undefined ? { linkTarget: file.linkTarget } : {}),
+    hostPath: file.hostPath,
+  });
+  return { source: selected.source, entry: { ...toEntry(selected.stat), path: "" }, children: (selected.children ?? []).map(toEntry) };
+}
+
+/** Sources from a layered filesystem (COPY --from a stage or an image). */
+export class LayerTree implements SourceTree {
+  readonly keepsOwnership = true;
+  constructor(private readonly fs: LayeredFS) {}
+
+  async match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
+    const exclude = excludes.length > 0 ? new IgnoreMatcher(parseDockerignore(excludes.join("\n"), "--exclude")) : undefined;
+    const matched: MatchedSource[] = [];
+    for (const pattern of patterns) {
+      const paths = await this.expand(pattern);
+      if (paths.length === 0) {
+        throw new BuildStepError(hasMeta(pattern) ? `no source files were specified: "${pattern}" matches nothing` : `"${pattern}" not found`, {
+          hint: "check the path in the source stage or image",
+        });
+      }
+      for (const path of paths) {
+        const entry = await this.entry(path, "");
+        if (!entry) throw new BuildStepError(`"${pattern}" not found`);
+        const children = entry.type === "dir" ? await this.walk(path, "", exclude) : [];
+        matched.push({ source: path.replace(/^\/+/, ""), entry, children });
+      }
+    }
+    return matched;
+  }
+
+  /** Absolute paths a pattern names: symlinks in parent components resolved inside the root, wildcards per component. */
+  private async expand(pattern: string): Promise<string[]> {
+    const clean = posix.normalize(`/${pattern}`);
+    if (!hasMeta(clean)) {
+      const parent = await this.fs.resolve(posix.dirname(clean), { followFinal: true });
+      const path = posix.join(parent, posix.basename(clean));
+      return (await this.fs.lstat(path)) ? [path] : [];
+    }
+    let candidates = ["/"];
+    for (const component of clean.split("/").filter(Boolean)) {
+      const next: string[] = [];
+      for (const base of candidates) {
+        const dir = await this.fs.resolve(base, { followFinal: true });
+        if (!hasMeta(component)) {
+          if (await this.fs.lstat(posix.join(dir, component))) next.push(posix.join(dir, component));
+          continue;
+        }
+        const stat = await this.fs.lstat(dir);
+        if (stat?.type !== "dir") continue;
+        for (const name of await this.fs.readdir(dir)) if (matchPath(component, name)) next.push(posix.join(dir, name));
+      }
+      candidates = next;
+    }
+    return candidates;
+  }
+
+  private async entry(path: string, relative: string): Promise<TreeEntry | undefined> {
+    const stat = await this.fs.lstat(path);
+    if (!stat || (stat.type !== "file" && stat.type !== "dir" && stat.type !== "symlink")) return undefined;
+    const entry: TreeEntry = { path: relative, type: stat.type, mode: stat.mode, uid: stat.uid, gid: stat.gid };
+    if (stat.type === "symlink") entry.linkTarget = stat.linkTarget ?? (await this.fs.readlink(path));
+    if (stat.type === "file") {
+      const hostPath = await this.fs.hostPath(path);
+      if (hostPath) entry.hostPath = hostPath;
+    }
+    return entry;
+  }
+
+  private async walk(dir: string, relative: string, exclude: IgnoreMatcher | undefined): Promise<TreeEntry[]> {
+    const entries: TreeEntry[] = [];
+    for (const name of await this.fs.readdir(dir)) {
+      const childRelative = relative === "" ? name : `${relative}/${name}`;
+      if (exclude?.excludes(childRelative)) continue;
+      const entry = await this.entry(posix.join(dir, name), childRelative);
+      if (!entry) continue;
+      entries.push(entry);
+      if (entry.type === "dir") entries.push(...(await this.walk(posix.join(dir, name), childRelative, exclude)));
+    }
+    return entries;
+  }
+}

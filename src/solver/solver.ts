@@ -1,0 +1,172 @@
+import pLimit from "p-limit";
+import type { LocalContext } from "../context/index.ts";
+import { canonicalJson, sha256, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
+import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
+import { BuildCancelledError, BuildStepError } from "./errors.ts";
+import type { SolveListener } from "./events.ts";
+import { applyFileOp } from "./ops/file-op.ts";
+import { ContextTree, LayerTree, type SourceTree } from "./ops/source-tree.ts";
+
+/** What a vertex produced: a stack of layers, or a local directory that COPY reads from. */
+export type SolveResult =
+  | { kind: "layers"; layers: LayerInfo[]; cacheKey: string }
+  | { kind: "context"; context: LocalContext; cacheKey: string };
+
+/** Loads a filesystem from outside the graph (named contexts of images, later registries). */
+export type SourceLoader = (op: SourceOp, store: StateRoot) => Promise<{ layers: LayerInfo[]; cacheKey: string } | undefined>;
+
+export interface SolverOptions {
+  vertices: ReadonlyMap<string, Vertex>;
+  store: StateRoot;
+  /** Local directories by source identifier (`local://context`, `local://<name>`). */
+  localContexts: ReadonlyMap<string, LocalContext>;
+  loadSource: SourceLoader;
+  /** Ignore every cached result (--no-cache). */
+  noCache: boolean;
+  /** How many ops run at once. */
+  concurrency: number;
+  signal: AbortSignal;
+  listener: SolveListener;
+}
+
+const EMPTY: SolveResult = { kind: "layers", layers: [], cacheKey: sha256("scratch") };
+
+/**
+ * Runs the graph: each vertex once however many users it has, inputs before
+ * users, independent vertices in parallel. A vertex whose cache key is in the
+ * index is not run: its recorded layers are reused.
+ */
+export class Solver {
+  private readonly results = new Map<string, Promise<SolveResult>>();
+  private readonly limit: ReturnType<typeof pLimit>;
+  /** Vertices that ran (not cached), for tests and the summary. */
+  readonly executed: string[] = [];
+
+  constructor(private readonly options: SolverOptions) {
+    this.limit = pLimit(Math.max(1, options.concurrency));
+  }
+
+  solve(digest: string | null): Promise<SolveResult> {
+    if (digest === null) return Promise.resolve(EMPTY);
+    let result = this.results.get(digest);
+    if (!result) {
+      const vertex = this.options.vertices.get(digest);
+      if (!vertex) return Promise.reject(new Error(`the build graph has no vertex ${digest}`));
+      result = this.solveVertex(vertex);
+      this.results.set(digest, result);
+    }
+    return result;
+  }
+
+  private async solveVertex(vertex: Vertex): Promise<SolveResult> {
+    const inputs = await Promise.all(vertex.inputs.map((input) => this.solve(input)));
+    this.throwIfCancelled();
+    try {
+      return await this.produce(vertex, inputs);
+    } catch (error) {
+      if (error instanceof BuildStepError && error.step === undefined) throw error.at(vertex.name, vertex.location);
+      throw error;
+    }
+  }
+
+  private async produce(vertex: Vertex, inputs: SolveResult[]): Promise<SolveResult> {
+    const { op } = vertex;
+    switch (op.type) {
+      case "merge":
+        return {
+          kind: "layers",
+          layers: inputs.flatMap((input) => (input.kind === "layers" ? input.layers : [])),
+          cacheKey: sha256(canonicalJson({ merge: inputs.map((input) => input.cacheKey) })),
+        };
+      case "source":
+        return this.source(vertex, op);
+      case "exec":
+        throw new BuildStepError("RUN steps cannot run yet: tsbuild's build sandbox is not part of this version", {
+          hint: "build stages without RUN, or COPY prebuilt files in",
+        });
+      case "file":
+        return this.fileOp(vertex, op, inputs);
+    }
+  }
+
+  private async source(vertex: Vertex, op: SourceOp): Promise<SolveResult> {
+    const local = this.options.localContexts.get(op.identifier);
+    if (local) return { kind: "context", context: local, cacheKey: vertex.digest };
+    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
+    const started = Date.now();
+    const loaded = await this.limit(() => this.options.loadSource(op, this.options.store));
+    if (!loaded) {
+      throw new BuildStepError(`cannot load ${op.identifier}: this source is not supported yet`, {
+        hint: "pass base images as --build-context name=oci-layout://DIR",
+      });
+    }
+    this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
+    return { kind: "layers", ...loaded };
+  }
+
+  private async fileOp(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<SolveResult> {
+    const [base = EMPTY, ...sources] = inputs;
+    if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
+    const cacheKey = await this.fileOpCacheKey(vertex, op, inputs);
+    const reused = await this.cached(vertex, cacheKey, base);
+    if (reused) return reused;
+
+    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
+    const started = Date.now();
+    const layer = await this.limit(async () => {
+      this.throwIfCancelled();
+      return this.options.store.createLayer(cacheKey.replace(/^sha256:/, ""), (layerDir) =>
+        applyFileOp(op, {
+          layerDir,
+          base: new LayeredFS(base.layers),
+          source: (index) => this.sourceTree(sources[index - 1]),
+        }),
+      );
+    });
+    this.executed.push(vertex.digest);
+    const layers = [...base.layers, layer];
+    await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
+    this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
+    return { kind: "layers", layers, cacheKey };
+  }
+
+  /** A recorded result whose layers all still exist, unless the cache is bypassed. */
+  private async cached(vertex: Vertex, cacheKey: string, base: SolveResult & { kind: "layers" }): Promise<SolveResult | undefined> {
+    if (this.options.noCache || vertex.ignoreCache) return undefined;
+    const record = await this.options.store.getCacheRecord(cacheKey);
+    if (!record) return undefined;
+    const top = record.layers[record.layers.length - 1];
+    if (top === undefined || record.layers.length !== base.layers.length + 1 || !(await this.options.store.hasLayer(top))) return undefined;
+    this.emit({ type: "cached", vertex: vertex.digest, name: vertex.name });
+    return { kind: "layers", layers: [...base.layers, await this.options.store.layerInfo(top)], cacheKey };
+  }
+
+  /**
+   * The op's digest, its inputs' keys, and for copies from a local context the
+   * checksum of exactly the files they select (so an unrelated edit is a hit).
+   */
+  private async fileOpCacheKey(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<string> {
+    const contextChecksums: string[] = [];
+    for (const action of op.actions) {
+      if (action.action !== "copy") continue;
+      const input = inputs[action.sourceInput];
+      if (input?.kind !== "context") continue;
+      const selection = await input.context.select(action.sources, { excludes: action.excludes ?? [] });
+      contextChecksums.push(await input.context.checksum(selection, { ignoreMode: action.chmod !== undefined, ignoreOwner: action.chown !== undefined }));
+    }
+    return sha256(canonicalJson({ vertex: vertex.digest, inputs: inputs.map((input) => input.cacheKey), contextChecksums }));
+  }
+
+  private sourceTree(input: SolveResult | undefined): SourceTree {
+    if (!input) return new LayerTree(new LayeredFS([]));
+    return input.kind === "context" ? new ContextTree(input.context) : new LayerTree(new LayeredFS(input.layers));
+  }
+
+  private emit(event: { type: "start" | "cached"; vertex: string; name: string } | { type: "done"; vertex: string; name: string; durationMs: number }): void {
+    this.options.listener({ ...event, time: Date.now() } as Parameters<SolveListener>[0]);
+  }
+
+  private throwIfCancelled(): void {
+    if (this.options.signal.aborted) throw new BuildCancelledError();
+  }
+}
