@@ -4,6 +4,7 @@ import { DockerfileSyntaxError } from "../parser/errors.ts";
 import { BuildStepError } from "../solver/errors.ts";
 import { buildCommand } from "./commands/build.ts";
 import { parseCommand } from "./commands/parse.ts";
+import { duCommand, pruneCommand } from "./commands/prune.ts";
 import { EXIT, UserError } from "./errors.ts";
 import { VERSION } from "./version.ts";
 
@@ -18,6 +19,8 @@ export async function main(argv: string[]): Promise<number> {
     })
     .command(buildCommand)
     .command(parseCommand)
+    .command(pruneCommand)
+    .command(duCommand)
     .demandCommand(1, "Name a command: tsbuild <command> (see tsbuild --help)")
     .strict()
     .version(VERSION)

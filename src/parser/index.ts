@@ -9,5 +9,5 @@ export { parseGoDuration } from "./validate.ts";
 export { expandWord, expandWords, expandWordWithMatches, ShellExpansionError, type ShellEnv } from "./shell-words.ts";
 export { parseHeredocWord } from "./heredoc.ts";
 export { matchPath, hasMeta, BadPatternError } from "./glob.ts";
-export { loadDockerignore, findDockerignore, parseDockerignore, IgnoreMatcher, DockerignoreError } from "./dockerignore.ts";
+export { loadDockerignore, findDockerignore, parseDockerignore, IgnoreMatcher, DockerignoreError, type IgnoreRule } from "./dockerignore.ts";
 export type { EscapeChar } from "./words.ts";

@@ -1,6 +1,6 @@
 import pLimit from "p-limit";
-import type { LocalContext } from "../context/index.ts";
-import { canonicalJson, sha256, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
+import type { LocalContext, Selection } from "../context/index.ts";
+import { canonicalJson, sha256, type CopyAction, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
 import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
 import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
@@ -107,7 +107,7 @@ export class Solver {
   private async fileOp(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<SolveResult> {
     const [base = EMPTY, ...sources] = inputs;
     if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
-    const cacheKey = await this.fileOpCacheKey(vertex, op, inputs);
+    const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
     const reused = await this.cached(vertex, cacheKey, base);
     if (reused) return reused;
 
@@ -119,7 +119,7 @@ export class Solver {
         applyFileOp(op, {
           layerDir,
           base: new LayeredFS(base.layers),
-          source: (index) => this.sourceTree(sources[index - 1]),
+          source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action)),
         }),
       );
     });
@@ -145,21 +145,28 @@ export class Solver {
    * The op's digest, its inputs' keys, and for copies from a local context the
    * checksum of exactly the files they select (so an unrelated edit is a hit).
    */
-  private async fileOpCacheKey(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<string> {
+  private async fileOpCacheKey(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<{ cacheKey: string; selections: Map<CopyAction, Selection> }> {
     const contextChecksums: string[] = [];
+    const selections = new Map<CopyAction, Selection>();
     for (const action of op.actions) {
       if (action.action !== "copy") continue;
       const input = inputs[action.sourceInput];
       if (input?.kind !== "context") continue;
-      const selection = await input.context.select(action.sources, { excludes: action.excludes ?? [] });
-      contextChecksums.push(await input.context.checksum(selection, { ignoreMode: action.chmod !== undefined, ignoreOwner: action.chown !== undefined }));
+      const selection = await input.context.select(action.sources, contextSelectOptions(action, vertex));
+      selections.set(action, selection);
+      // Context files are written root-owned (or --chown'd): their host owner never reaches the image.
+      contextChecksums.push(await input.context.checksum(selection, { ignoreMode: action.chmod !== undefined, ignoreOwner: true }));
     }
-    return sha256(canonicalJson({ vertex: vertex.digest, inputs: inputs.map((input) => input.cacheKey), contextChecksums }));
+    const cacheKey = sha256(canonicalJson({ vertex: vertex.digest, inputs: inputs.map((input) => input.cacheKey), contextChecksums }));
+    return { cacheKey, selections };
   }
 
-  private sourceTree(input: SolveResult | undefined): SourceTree {
-    if (!input) return new LayerTree(new LayeredFS([]));
-    return input.kind === "context" ? new ContextTree(input.context) : new LayerTree(new LayeredFS(input.layers));
+  private sourceTree(input: SolveResult | undefined, selection: Selection | undefined): SourceTree {
+    if (input?.kind === "context") {
+      if (!selection) throw new Error("a copy from a local context was not selected");
+      return new ContextTree(selection);
+    }
+    return new LayerTree(new LayeredFS(input?.layers ?? []));
   }
 
   private emit(event: { type: "start" | "cached"; vertex: string; name: string } | { type: "done"; vertex: string; name: string; durationMs: number }): void {
@@ -169,4 +176,14 @@ export class Solver {
   private throwIfCancelled(): void {
     if (this.options.signal.aborted) throw new BuildCancelledError();
   }
+}
+
+/** How COPY/ADD select from a local context: BuildKit follows a source's own symlink (inside the context) and allows empty wildcards. */
+export function contextSelectOptions(action: CopyAction, vertex: Vertex) {
+  return {
+    excludes: action.excludes ?? [],
+    followLinks: true,
+    allowEmptyWildcard: true,
+    instruction: /\] ADD /.test(vertex.name) ? "ADD" : "COPY",
+  };
 }

@@ -12,8 +12,8 @@ export interface FileOpContext {
   layerDir: string;
   /** The filesystem the op changes (input 0), for paths that already exist. */
   base: LayeredFS;
-  /** The source of a copy action's `sourceInput`. */
-  source: (input: number) => SourceTree;
+  /** Where a copy action's sources come from. */
+  source: (action: CopyAction) => SourceTree;
 }
 
 interface Owner {
@@ -29,7 +29,7 @@ export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<v
   for (const action of op.actions) {
     if (action.action === "mkdir") await mkdirAction(writer, action);
     else if (action.action === "mkfile") await mkfileAction(writer, action);
-    else await copyAction(writer, action, context.source(action.sourceInput));
+    else await copyAction(writer, action, context.source(action));
   }
 }
 

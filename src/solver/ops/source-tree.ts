@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import type { LocalContext, SelectedEntry } from "../../context/index.ts";
+import type { SelectedEntry, Selection } from "../../context/index.ts";
 import { IgnoreMatcher, hasMeta, matchPath, parseDockerignore } from "../../parser/index.ts";
 import type { LayeredFS } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
@@ -32,13 +32,13 @@ export interface SourceTree {
   readonly keepsOwnership: boolean;
 }
 
+/** Sources from a local context, already selected (the cache key needed the same selection). */
 export class ContextTree implements SourceTree {
   readonly keepsOwnership = false;
-  constructor(private readonly context: LocalContext) {}
+  constructor(private readonly selection: Selection) {}
 
-  async match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
-    const selection = await this.context.select(patterns, { excludes });
-    return selection.entries.map((selected) => fromSelected(selected));
+  async match(): Promise<MatchedSource[]> {
+    return this.selection.entries.map((selected) => fromSelected(selected));
   }
 }
 
