@@ -34,7 +34,7 @@ export interface ConvertOptions {
   resolveImage: (reference: { name: string; isNamedContext: boolean; platform: Platform }, graph: GraphBuilder) => Promise<ResolvedImage>;
   /** Stage names whose steps must not use the cache (--no-cache-filter). */
   noCacheStages?: ReadonlySet<string>;
-  /** The time recorded in history entries (ISO 8601). */
+  /** The time recorded in history entries (ISO 8601); "" records none. */
   created: string;
 }
 

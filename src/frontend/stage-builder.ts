@@ -470,7 +470,12 @@ export class StageBuilder {
   }
 
   private historyEntry(createdBy: string, empty: boolean): HistoryEntry {
-    return { created: this.options.created, created_by: createdBy, comment: "buildkit.dockerfile.v0", ...(empty ? { empty_layer: true } : {}) };
+    return {
+      ...(this.options.created ? { created: this.options.created } : {}),
+      created_by: createdBy,
+      comment: "buildkit.dockerfile.v0",
+      ...(empty ? { empty_layer: true } : {}),
+    };
   }
 
   /** The variables an instruction expands with: the stage's ARGs, overridden by ENV. */

@@ -2,6 +2,7 @@ import pLimit from "p-limit";
 import type { LocalContext, Selection } from "../context/index.ts";
 import { canonicalJson, sha256, type CopyAction, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
 import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
+import { UserError } from "../user-error.ts";
 import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
 import { applyFileOp } from "./ops/file-op.ts";
@@ -64,7 +65,12 @@ export class Solver {
     try {
       return await this.produce(vertex, inputs);
     } catch (error) {
-      if (error instanceof BuildStepError && error.step === undefined) throw error.at(vertex.name, vertex.location);
+      if (error instanceof BuildStepError && error.step !== undefined) throw error;
+      if (error instanceof UserError) {
+        this.options.listener({ type: "error", vertex: vertex.digest, name: vertex.name, time: Date.now(), message: error.message });
+        const hint = error.hint;
+        throw new BuildStepError(error.message, { step: vertex.name, ...(vertex.location ? { location: vertex.location } : {}), ...(hint ? { hint } : {}), cause: error });
+      }
       throw error;
     }
   }

@@ -59,7 +59,8 @@ describe("tsbuild build", () => {
     const config = image.config.config ?? {};
     expect(config.WorkingDir).toBe("/app");
     expect(config.Cmd).toEqual(["/app/hello"]);
-    expect(config.Env).toEqual(expect.arrayContaining(["APP_HOME=/app", "GREETING=hello from tsbuild"]));
+    // The final stage starts from scratch again: only the default PATH, nothing of the build stage's ENV.
+    expect(config.Env).toEqual(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
     expect(Object.keys(config.ExposedPorts ?? {})).toEqual(["8080/tcp"]);
     expect(config.Healthcheck?.Test).toEqual(["CMD", "/app/healthcheck"]);
     expect(config.StopSignal).toBe("SIGTERM");

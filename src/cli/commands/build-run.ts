@@ -38,7 +38,8 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     namedContexts: new Set(namedContexts.keys()),
     resolveImage: (reference, graph) => resolveBaseImage(reference, graph, namedContexts),
     noCacheStages: new Set(args.noCacheFilter.map((name) => name.toLowerCase())),
-    created: creationTime(),
+    // A dry run prints the graph only: no timestamps, so the same input prints the same text.
+    created: args.dryRun ? "" : creationTime(),
   });
   if (args.dryRun) {
     process.stdout.write(args.format === "dot" ? toDot(definition.graph.ancestry(definition.root), definition.root) : graphJson(definition));
@@ -73,8 +74,8 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     if (result.kind !== "layers") throw new UserError("the build produced no filesystem");
     const summary = await exportOutputs({ outputs, definition, result, store, tags: args.tag, solver, signal: controller.signal });
     progress.finish();
-    for (const line of summary) process.stderr.write(`${line}\n`);
-    if (outputs.length === 0) {
+    if (args.progress !== "quiet") for (const line of summary) process.stderr.write(`${line}\n`);
+    if (outputs.length === 0 && args.progress !== "quiet") {
       process.stderr.write("note: no output requested: the result is only in the build cache (use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)\n");
     }
     return EXIT.ok;

@@ -18,7 +18,13 @@ export interface BuildArgs {
   root?: string;
 }
 
-const list = { type: "string", array: true, default: [] as string[] } as const;
+/** A repeatable flag taking one value each time (yargs arrays are otherwise greedy and would swallow the context). */
+const list = {
+  type: "string",
+  nargs: 1,
+  default: [] as string[],
+  coerce: (value: string | string[]) => (Array.isArray(value) ? value : [value]),
+} as const;
 
 export const buildCommand = {
   command: "build <context>",

@@ -1,0 +1,182 @@
+import { constants } from "node:fs";
+import { access, readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { writeFileAtomic } from "./atomic-file.ts";
+import { BlobStore } from "./blob-store.ts";
+import { CacheIndex, type CacheRecord } from "./cache-index.ts";
+import { ensureDir } from "./ensure-dir.ts";
+import { StoreError, describeFsError, errnoCode } from "./errors.ts";
+import { LayerStore, type LayerFill, type LayerInfo } from "./layer-store.ts";
+import { layoutDirectories, layoutOf, type Layout } from "./layout.ts";
+import { LeaseRegistry, type Lease } from "./leases.ts";
+import { diskUsage, prune, type DiskUsage, type MaintenanceParts, type PruneResult } from "./maintenance.ts";
+import { PruneGate } from "./prune-gate.ts";
+import type { PruneOptions } from "./prune-plan.ts";
+import { TempArea } from "./temp-area.ts";
+import { createWhiteout } from "./whiteout.ts";
+
+/** Bumped when the on-disk layout changes incompatibly. */
+const LAYOUT_VERSION = 1;
+
+/**
+ * The persistent state of tsbuild under one directory (docs/state-root.md). Any number
+ * of processes may use one root at once, and any of them may be killed at any moment:
+ * every entry appears by an atomic rename of a complete file or directory from tmp/.
+ */
+export class StateRoot {
+  readonly dir: string;
+  private readonly layout: Layout;
+  private readonly temp: TempArea;
+  private readonly blobs: BlobStore;
+  private readonly cache: CacheIndex;
+  private readonly layers: LayerStore;
+  private readonly leases: LeaseRegistry;
+  private readonly maintenance: MaintenanceParts;
+
+  private constructor(layout: Layout) {
+    this.dir = layout.root;
+    this.layout = layout;
+    this.temp = new TempArea(layout.tmp);
+    const gate = new PruneGate(layout.pruning);
+    this.blobs = new BlobStore(layout.blobs, this.temp, gate);
+    this.layers = new LayerStore(layout.snapshots, this.temp, gate);
+    this.cache = new CacheIndex(layout.cache, this.temp, gate, (id) => this.layers.exists(id));
+    this.leases = new LeaseRegistry(layout.leases, this.temp);
+    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers };
+  }
+
+  /** Opens (creating if needed) the root at `dir`, and removes temp entries left by dead processes. */
+  static async open(dir: string): Promise<StateRoot> {
+    const layout = layoutOf(resolve(dir));
+    for (const path of layoutDirectories(layout)) await ensureDir(path, "create the state directory");
+    try {
+      await access(layout.tmp, constants.W_OK);
+    } catch (error) {
+      throw describeFsError(error, "write to the state root", layout.root);
+    }
+    const root = new StateRoot(layout);
+    await root.checkLayoutVersion();
+    await root.temp.removeStale();
+    return root;
+  }
+
+  /** A unique path under tmp/ (not created), on the same file system as everything else. */
+  tempPath(label: string): string {
+    return this.temp.path(label);
+  }
+
+  // Blobs
+
+  /** Stores `data`; returns "sha256:<hex>". */
+  writeBlob(data: Buffer | string): Promise<string> {
+    return this.blobs.write(data);
+  }
+
+  /** Stores a file (moved in if under tmp/, else copied) after checking `expectedDigest`; on a mismatch nothing is stored. */
+  writeBlobFromFile(path: string, expectedDigest?: string): Promise<string> {
+    return this.blobs.writeFromFile(path, expectedDigest);
+  }
+
+  blobPath(digest: string): string {
+    return this.blobs.path(digest);
+  }
+
+  /** Whether the blob exists; counts as a use (call it before reading blobPath). */
+  hasBlob(digest: string): Promise<boolean> {
+    return this.blobs.has(digest);
+  }
+
+  // Cache index
+
+  /** The record, or undefined on a miss (including a record whose layers are gone). Records a use. */
+  getCacheRecord(key: string): Promise<CacheRecord | undefined> {
+    return this.cache.get(key);
+  }
+
+  /** Writes (or replaces) a record; its layers must exist. */
+  putCacheRecord(record: Omit<CacheRecord, "createdAt" | "lastUsedAt">): Promise<void> {
+    return this.cache.put(record);
+  }
+
+  // Layers
+
+  /** Whether the layer exists; counts as a use. */
+  hasLayer(id: string): Promise<boolean> {
+    return this.layers.has(id);
+  }
+
+  /**
+   * Creates a layer: `fill` writes the layer's files into the given empty directory; the
+   * layer appears atomically. If it exists already, or another process creates the same
+   * id meanwhile, that layer is kept and returned (so `fill` may not run at all).
+   */
+  createLayer(id: string, fill: LayerFill): Promise<LayerInfo> {
+    return this.layers.create(id, fill);
+  }
+
+  /** The layer's description; counts as a use. Throws (code ENOLAYER) if it does not exist. */
+  layerInfo(id: string): Promise<LayerInfo> {
+    return this.layers.info(id);
+  }
+
+  /** Creates a whiteout (char device 0:0) at `path`, for use inside `createLayer`'s fill. */
+  createWhiteout(path: string): Promise<void> {
+    return createWhiteout(path, { template: this.layout.whiteout });
+  }
+
+  // Maintenance
+
+  du(): Promise<DiskUsage> {
+    return diskUsage(this.maintenance);
+  }
+
+  /** Removes cache records, layers and blobs (see PruneOptions); never what a live lease protects. */
+  prune(options: PruneOptions = {}): Promise<PruneResult> {
+    return prune(this.maintenance, options);
+  }
+
+  /**
+   * Takes a lease: until it is released (or this process exits or dies), prune removes
+   * nothing created or used since the lease started. Take it before using the store.
+   */
+  acquireLease(): Promise<Lease> {
+    return this.leases.acquire();
+  }
+
+  private async checkLayoutVersion(): Promise<void> {
+    const path = this.layout.versionFile;
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw describeFsError(error, "read", path);
+      await writeFileAtomic(path, `${JSON.stringify({ layoutVersion: LAYOUT_VERSION })}\n`, {
+        tempPath: this.temp.path("state-root"),
+        fsync: true,
+      });
+      return;
+    }
+    let version: unknown;
+    try {
+      version = (JSON.parse(text) as { layoutVersion?: unknown }).layoutVersion;
+    } catch {
+      version = undefined;
+    }
+    if (typeof version !== "number") {
+      throw new StoreError({
+        code: "ELAYOUT",
+        message: `${path} is not a tsbuild state root description`,
+        path,
+        hint: `is ${this.dir} the state root of another program? Pick another directory with --root DIR`,
+      });
+    }
+    if (version > LAYOUT_VERSION) {
+      throw new StoreError({
+        code: "ELAYOUT",
+        message: `the state root ${this.dir} was created by a newer tsbuild (layout ${version}; this one reads layout ${LAYOUT_VERSION})`,
+        path,
+        hint: "upgrade tsbuild, or use another state root with --root DIR",
+      });
+    }
+  }
+}
