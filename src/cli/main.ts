@@ -11,6 +11,8 @@ import { VERSION } from "./version.ts";
 export async function main(argv: string[]): Promise<number> {
   const cli = yargs(hideBin(["node", "tsbuild", ...argv]))
     .scriptName("tsbuild")
+    // --no-cache is an option of its own (as in docker build), not the negation of a --cache.
+    .parserConfiguration({ "boolean-negation": false })
     .usage("$0 <command> [options]\n\nBuild container images from Dockerfiles, and run them.")
     .option("root", {
       type: "string",

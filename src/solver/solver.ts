@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
 import type { LocalContext, Selection } from "../context/index.ts";
 import { canonicalJson, sha256, type CopyAction, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
@@ -119,9 +120,12 @@ export class Solver {
 
     this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
     const started = Date.now();
+    // Bypassing the cache must really run the op: a fresh layer id, and a result key of its own so that users of it run again too.
+    const bypass = this.options.noCache || vertex.ignoreCache === true;
+    const layerId = cacheKey.replace(/^sha256:/, "") + (bypass ? `-${randomUUID().slice(0, 8)}` : "");
     const layer = await this.limit(async () => {
       this.throwIfCancelled();
-      return this.options.store.createLayer(cacheKey.replace(/^sha256:/, ""), (layerDir) =>
+      return this.options.store.createLayer(layerId, (layerDir) =>
         applyFileOp(op, {
           layerDir,
           base: new LayeredFS(base.layers),
@@ -133,7 +137,7 @@ export class Solver {
     const layers = [...base.layers, layer];
     await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
     this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
-    return { kind: "layers", layers, cacheKey };
+    return { kind: "layers", layers, cacheKey: bypass ? sha256(`${cacheKey} ${layerId}`) : cacheKey };
   }
 
   /** A recorded result whose layers all still exist, unless the cache is bypassed. */

@@ -1,0 +1,122 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+
+const repo = join(import.meta.dirname, "..", "..");
+const bin = join(repo, "bin", "tsbuild.js");
+
+function tsbuild(args: string[], options: { input?: string } = {}) {
+  const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: repo, input: options.input });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function temp(label: string): string {
+  return mkdtempSync(join(tmpdir(), `tsbuild-${label}-`));
+}
+
+function project(files: Record<string, string>): string {
+  const dir = temp("ctx");
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
+
+function ranSteps(stderr: string): number {
+  return stderr.split("\n").filter((line) => /^#\d+ DONE/.test(line)).length;
+}
+
+beforeAll(() => {
+  if (!existsSync(join(repo, "dist", "tsbuild.js"))) throw new Error("the CLI is not built: run `npm run build` first");
+});
+
+describe("build options", () => {
+  it("--no-cache runs every step; --no-cache-filter only the named stage's", () => {
+    const root = temp("root");
+    const dir = project({ Dockerfile: "FROM scratch AS a\nCOPY a /a\nFROM scratch\nCOPY b /b\nCOPY --from=a /a /a\n", a: "a", b: "b" });
+    expect(ranSteps(tsbuild(["build", "--root", root, "--progress", "plain", dir]).stderr)).toBe(3);
+    expect(ranSteps(tsbuild(["build", "--root", root, "--progress", "plain", dir]).stderr)).toBe(0);
+    expect(ranSteps(tsbuild(["build", "--root", root, "--progress", "plain", "--no-cache", dir]).stderr)).toBe(3);
+    const filtered = tsbuild(["build", "--root", root, "--progress", "plain", "--no-cache-filter", "a", dir]).stderr;
+    const stepNumber = (name: string) => new RegExp(`#(\\d+) \\[${name}`).exec(filtered)?.[1];
+    // Stage a runs again, and so does what copies from it; the rest of the final stage stays cached.
+    expect(filtered).toContain(`#${stepNumber("a 2/2\\] COPY a")} DONE`);
+    expect(filtered).toContain(`#${stepNumber("stage-1 3/3\\] COPY --from=a")} DONE`);
+    expect(filtered).toContain(`#${stepNumber("stage-1 2/3\\] COPY b")} CACHED`);
+  });
+
+  it("reads the Dockerfile from standard input with -f -", () => {
+    const dir = project({ "f.txt": "from stdin build" });
+    const dest = temp("out");
+    const result = tsbuild(["build", "--root", temp("root"), "--progress", "quiet", "-f", "-", "-o", dest, dir], { input: "FROM scratch\nCOPY f.txt /\n" });
+    expect(result.stderr).toBe("");
+    expect(readFileSync(join(dest, "f.txt"), "utf8")).toBe("from stdin build");
+  });
+
+  it("uses named contexts: a directory as a base, an OCI layout as a base and as COPY --from", () => {
+    const root = temp("root");
+    const baseDir = project({ "etc/base-release": "base 1\n" });
+    const layoutDir = join(temp("layout"), "layout");
+    const first = project({ Dockerfile: "FROM base\nCOPY app.txt /app.txt\n", "app.txt": "app" });
+    const built = tsbuild(["build", "--root", root, "--progress", "quiet", "--build-context", `base=${baseDir}`, "-t", "base:1", "-o", `type=oci-layout,dest=${layoutDir}`, first]);
+    expect(built.stderr).toBe("");
+    expect(built.code).toBe(0);
+
+    const second = project({ Dockerfile: "FROM img\nCOPY --from=img /app.txt /copy.txt\n" });
+    const dest = temp("out");
+    const result = tsbuild(["build", "--root", root, "--progress", "quiet", "--build-context", `img=oci-layout://${layoutDir}:1`, "-o", dest, second]);
+    expect(result.stderr).toBe("");
+    expect(readFileSync(join(dest, "etc", "base-release"), "utf8")).toBe("base 1\n");
+    expect(readFileSync(join(dest, "copy.txt"), "utf8")).toBe("app");
+  });
+
+  it("explains an image it cannot pull", () => {
+    const dir = project({ Dockerfile: "FROM debian:12\n" });
+    const result = tsbuild(["build", "--root", temp("root"), dir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('cannot use image "debian:12"');
+    expect(result.stderr).toContain("--build-context debian:12=oci-layout://");
+  });
+
+  it("du shows the cache and prune --all empties it", () => {
+    const root = temp("root");
+    const dir = project({ Dockerfile: "FROM scratch\nCOPY a /a\n", a: "x".repeat(10_000) });
+    expect(tsbuild(["build", "--root", root, "--progress", "quiet", dir]).code).toBe(0);
+    const before = tsbuild(["du", "--root", root]);
+    expect(before.code).toBe(0);
+    expect(before.stdout).toMatch(/layers\s+1\s+9\.8 KiB/);
+    const pruned = tsbuild(["prune", "--all", "--root", root]);
+    expect(pruned.stdout).toMatch(/removed 1 cache records and 1 layers/);
+    expect(tsbuild(["du", "--root", root]).stdout).toMatch(/layers\s+0/);
+    expect(tsbuild(["prune", "--root", root]).stderr).toContain("say what to remove");
+  });
+
+  it("stops on Ctrl-C with exit 130 and leaves a store the next build can use", async () => {
+    const root = temp("root");
+    const files: Record<string, string> = { Dockerfile: "FROM scratch\nCOPY big/ /big/\n" };
+    for (let i = 0; i < 2000; i++) files[`big/f${i}`] = "y".repeat(5_000);
+    const dir = project(files);
+    const child = spawn(process.execPath, [bin, "build", "--root", root, "--progress", "plain", dir], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (stderr.includes("COPY big/")) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 5);
+    });
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    // The copy may finish before the signal lands; either way the store must stay consistent.
+    expect([0, 130]).toContain(code);
+    if (code === 130) expect(stderr).toContain("build cancelled");
+    const dest = temp("out");
+    expect(tsbuild(["build", "--root", root, "--progress", "quiet", "-o", dest, dir]).code).toBe(0);
+    expect(readdirSync(join(dest, "big"))).toHaveLength(2000);
+  });
+});
