@@ -1,37 +1,18 @@
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { bin, project, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
 
-const repo = join(import.meta.dirname, "..", "..");
-const bin = join(repo, "bin", "tsbuild.js");
 
-function tsbuild(args: string[], options: { input?: string } = {}) {
-  const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", cwd: repo, input: options.input });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
-function temp(label: string): string {
-  return mkdtempSync(join(tmpdir(), `tsbuild-${label}-`));
-}
 
-function project(files: Record<string, string>): string {
-  const dir = temp("ctx");
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  return dir;
-}
 
 function ranSteps(stderr: string): number {
   return stderr.split("\n").filter((line) => /^#\d+ DONE/.test(line)).length;
 }
 
-beforeAll(() => {
-  if (!existsSync(join(repo, "dist", "tsbuild.js"))) throw new Error("the CLI is not built: run `npm run build` first");
-});
+beforeAll(requireBuiltCli);
 
 describe("build options", () => {
   it("--no-cache runs every step; --no-cache-filter only the named stage's", () => {

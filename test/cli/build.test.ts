@@ -1,32 +1,13 @@
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { lstatSync, readFileSync, readlinkSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { bin, example, project, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
 import { readOciLayout } from "../../src/exporter/index.ts";
 
-const repo = join(import.meta.dirname, "..", "..");
-const bin = join(repo, "bin", "tsbuild.js");
-const example = join(repo, "fixtures", "examples", "hello");
 
-function tsbuild(args: string[], options: { root?: string; env?: Record<string, string> } = {}) {
-  const rootArgs = options.root ? ["--root", options.root] : [];
-  const result = spawnSync(process.execPath, [bin, ...args, ...rootArgs], { encoding: "utf8", cwd: repo, env: { ...process.env, ...options.env } });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
-function temp(label: string): string {
-  return mkdtempSync(join(tmpdir(), `tsbuild-${label}-`));
-}
 
-function project(files: Record<string, string>): string {
-  const dir = temp("ctx");
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  return dir;
-}
 
 /** Steps that ran and steps that were cached, from plain progress output. */
 function steps(stderr: string): { ran: string[]; cached: string[] } {
@@ -44,9 +25,7 @@ function steps(stderr: string): { ran: string[]; cached: string[] } {
   return { ran, cached };
 }
 
-beforeAll(() => {
-  if (!existsSync(join(repo, "dist", "tsbuild.js"))) throw new Error("the CLI is not built: run `npm run build` first");
-});
+beforeAll(requireBuiltCli);
 
 describe("tsbuild build", () => {
   it("builds the example into an OCI layout with the config Docker would write", async () => {
