@@ -5,6 +5,7 @@ import { emptyImageConfig, type ImageConfig, type ResolvedImage } from "../front
 import type { GraphBuilder, Platform, SourceOp } from "../llb/index.ts";
 import { extractLayer, readOciLayout } from "../exporter/index.ts";
 import type { LayerInfo, StateRoot } from "../solver/store/index.ts";
+import { loadRemoteSource, type RemoteSourceOptions } from "../solver/sources/index.ts";
 
 /** `--build-context NAME=VALUE`: a directory, or an OCI image layout. */
 export type NamedContext = { kind: "dir"; path: string } | { kind: "oci-layout"; path: string; tag?: string };
@@ -59,8 +60,10 @@ export async function resolveBaseImage(
   return { root, config: normalizeConfig(layout.config as unknown as ImageConfig, reference.platform), layerCount: layout.layers.length };
 }
 
-/** Loads an `oci-layout://` source's layers into the layer store (once per layer: ids are diff ids). */
-export async function loadSource(op: SourceOp, store: StateRoot): Promise<{ layers: LayerInfo[]; cacheKey: string } | undefined> {
+/** Loads an `oci-layout://` source's layers into the layer store (once per layer: ids are diff ids); `https://…` and `git://…` sources (ADD) are downloaded. */
+export async function loadSource(op: SourceOp, store: StateRoot, options: RemoteSourceOptions = {}): Promise<{ layers: LayerInfo[]; cacheKey: string } | undefined> {
+  const remote = await loadRemoteSource(op, store, options);
+  if (remote) return remote;
   const match = /^oci-layout:\/\/(.+)@(sha256:[0-9a-f]{64})$/.exec(op.identifier);
   if (!match) return undefined;
   const [, path = "", digest = ""] = match;

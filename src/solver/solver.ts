@@ -1,12 +1,16 @@
 import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
 import pLimit from "p-limit";
 import type { LocalContext, Selection } from "../context/index.ts";
-import { canonicalJson, sha256, type CopyAction, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
+import { canonicalJson, sha256, type CopyAction, type ExecOp, type FileOp, type SourceOp, type Vertex } from "../llb/index.ts";
 import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
 import { UserError } from "../user-error.ts";
 import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
 import { applyFileOp } from "./ops/file-op.ts";
+import { commitUpperDir } from "./ops/commit.ts";
+import { runExecOp, type MountSource } from "./ops/exec-op.ts";
+import { StepLog } from "./step-log.ts";
 import { ContextTree, LayerTree, type SourceTree } from "./ops/source-tree.ts";
 
 /** What a vertex produced: a stack of layers, or a local directory that COPY reads from. */
@@ -25,6 +29,8 @@ export interface SolverOptions {
   loadSource: SourceLoader;
   /** Ignore every cached result (--no-cache). */
   noCache: boolean;
+  /** A secret's value by id (--secret), for RUN --mount=type=secret. */
+  secret: (id: string) => Promise<Buffer | undefined>;
   /** How many ops run at once. */
   concurrency: number;
   signal: AbortSignal;
@@ -88,9 +94,7 @@ export class Solver {
       case "source":
         return this.source(vertex, op);
       case "exec":
-        throw new BuildStepError("RUN steps cannot run yet: tsbuild's build sandbox is not part of this version", {
-          hint: "build stages without RUN, or COPY prebuilt files in",
-        });
+        return this.execOp(vertex, op, inputs);
       case "file":
         return this.fileOp(vertex, op, inputs);
     }
@@ -138,6 +142,62 @@ export class Solver {
     await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
     this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
     return { kind: "layers", layers, cacheKey: bypass ? sha256(`${cacheKey} ${layerId}`) : cacheKey };
+  }
+
+  private async execOp(vertex: Vertex, op: ExecOp, inputs: SolveResult[]): Promise<SolveResult> {
+    const [base = EMPTY] = inputs;
+    if (base.kind !== "layers") throw new Error("a RUN step cannot run on a local context");
+    const cacheKey = await this.execCacheKey(vertex, op, inputs);
+    const reused = await this.cached(vertex, cacheKey, base);
+    if (reused) return reused;
+
+    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
+    const started = Date.now();
+    const bypass = this.options.noCache || vertex.ignoreCache === true;
+    const layerId = cacheKey.replace(/^sha256:/, "") + (bypass ? `-${randomUUID().slice(0, 8)}` : "");
+    const log = await StepLog.open(this.options.store, vertex, (stream, data) =>
+      this.options.listener({ type: "log", vertex: vertex.digest, time: Date.now(), stream, data }),
+    );
+    const layer = await this.limit(async () => {
+      this.throwIfCancelled();
+      let result: Awaited<ReturnType<typeof runExecOp>> | undefined;
+      try {
+        result = await runExecOp(op, {
+          store: this.options.store,
+          base: base.layers,
+          mountSource: (index) => mountSource(index === undefined ? undefined : inputs[index]),
+          secret: this.options.secret,
+          output: log.streams,
+          signal: this.options.signal,
+          tail: () => log.tail(),
+        });
+        const upper = result.upperDir;
+        return await this.options.store.createLayer(layerId, (layerDir) => commitUpperDir(upper, layerDir));
+      } catch (error) {
+        if (error instanceof BuildStepError) throw new BuildStepError(`${error.message}\nfull log: ${log.path}`, { ...(error.hint ? { hint: error.hint } : {}), cause: error });
+        throw error;
+      } finally {
+        await log.close();
+        if (result) await rm(result.workDir, { recursive: true, force: true });
+      }
+    });
+    this.executed.push(vertex.digest);
+    const layers = [...base.layers, layer];
+    await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
+    this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
+    return { kind: "layers", layers, cacheKey: bypass ? sha256(`${cacheKey} ${layerId}`) : cacheKey };
+  }
+
+  /** The op and its inputs, plus the checksum of context directories bound into it (secrets and cache mounts never count). */
+  private async execCacheKey(vertex: Vertex, op: ExecOp, inputs: SolveResult[]): Promise<string> {
+    const contextChecksums: string[] = [];
+    for (const mount of op.mounts) {
+      const input = mount.input === undefined ? undefined : inputs[mount.input];
+      if (input?.kind !== "context") continue;
+      const selection = await input.context.select([mount.source ?? "."], { followLinks: true });
+      contextChecksums.push(await input.context.checksum(selection, { ignoreOwner: true }));
+    }
+    return sha256(canonicalJson({ vertex: vertex.digest, inputs: inputs.map((input) => input.cacheKey), contextChecksums }));
   }
 
   /** A recorded result whose layers all still exist, unless the cache is bypassed. */
@@ -196,4 +256,9 @@ export function contextSelectOptions(action: CopyAction, vertex: Vertex) {
     allowEmptyWildcard: true,
     instruction: /\] ADD /.test(vertex.name) ? "ADD" : "COPY",
   };
+}
+
+function mountSource(input: SolveResult | undefined): MountSource | undefined {
+  if (!input) return undefined;
+  return input.kind === "context" ? { kind: "directory", path: input.context.dir } : { kind: "layers", layers: input.layers };
 }

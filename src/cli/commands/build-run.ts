@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import { stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { readFile, rm, stat } from "node:fs/promises";
+import { join, relative, resolve } from "node:path";
 import { LocalContext } from "../../context/index.ts";
 import { convertDockerfile, hostPlatform, parsePlatform, type BuildDefinition } from "../../frontend/index.ts";
 import { canonicalJson, toDot } from "../../llb/index.ts";
@@ -15,9 +15,12 @@ import { stateRootDir } from "../state-root.ts";
 import type { BuildArgs } from "./build.ts";
 import { exportOutputs, parseOutputs } from "../../build/outputs.ts";
 import { loadSource, parseNamedContexts, resolveBaseImage } from "../../build/named-contexts.ts";
+import { isRemoteContext, materializeContext } from "../../context/remote.ts";
 
 /** `tsbuild build`: parse, convert, solve, export. Returns the exit code. */
 export async function runBuild(args: BuildArgs): Promise<number> {
+  // yargs hands a lone "-" positional over as "" (it parses "-" as an option without a name).
+  if (args.context === "" || isRemoteContext(args.context)) return runWithRemoteContext({ ...args, context: args.context || "-" });
   const contextDir = resolve(args.context);
   await requireDirectory(contextDir);
   const dockerfilePath = args.file === undefined ? join(contextDir, "Dockerfile") : args.file === "-" ? "-" : resolve(args.file);
@@ -64,8 +67,9 @@ export async function runBuild(args: BuildArgs): Promise<number> {
       vertices: definition.graph.vertices,
       store,
       localContexts: contexts,
-      loadSource: (op, root) => loadSource(op, root),
+      loadSource: (op, root) => loadSource(op, root, { signal: controller.signal, noCache: args.noCache }),
       noCache: args.noCache,
+      secret: secretProvider(args.secret),
       concurrency: 4,
       signal: controller.signal,
       listener: (event) => progress.event(event),
@@ -94,10 +98,51 @@ export async function runBuild(args: BuildArgs): Promise<number> {
   }
 }
 
+// --- remote build contexts ---------------------------------------------------
+
+/**
+ * CONTEXT is `-` (a tar archive on standard input), an http(s) URL of a tarball or a git
+ * URL: it is materialized under the state root's tmp/ for this build, then removed.
+ * `-f` names a file inside it, as with docker build.
+ */
+async function runWithRemoteContext(args: BuildArgs): Promise<number> {
+  if (args.context === "-" && args.file === "-") {
+    throw new UserError("the build context and the Dockerfile cannot both come from standard input", "give the Dockerfile's path inside the archive with -f PATH");
+  }
+  const store = await StateRoot.open(stateRootDir(args.root));
+  const tmpDir = store.tempPath("context");
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let dir: string;
+  try {
+    const fileInContext = args.file !== undefined && args.file !== "-" ? args.file : undefined;
+    ({ dir } = await materializeContext(args.context, tmpDir, controller.signal, fileInContext !== undefined ? { dockerfileName: fileInContext } : {}));
+  } catch (error) {
+    await rm(tmpDir, { recursive: true, force: true });
+    if (!controller.signal.aborted) throw error;
+    process.stderr.write("build cancelled\n");
+    return EXIT.interrupted;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  try {
+    const file = args.file === undefined || args.file === "-" ? args.file : resolve(dir, args.file.replace(/^\/+/, ""));
+    if (file !== undefined && file !== "-" && /^\.\.(\/|$)/.test(relative(dir, file))) throw new UserError(`-f ${args.file}: the Dockerfile must be inside the build context`);
+    return await runBuild({ ...args, context: dir, ...(file !== undefined ? { file } : {}) });
+  } finally {
+    await rm(tmpDir, { recursive: true, force: true });
+    // The checksum cache of a directory that no longer exists (see openContext).
+    await rm(join(store.dir, "context-checksums", `${createHash("sha256").update(dir).digest("hex").slice(0, 32)}.json`), { force: true });
+  }
+}
+
 async function requireDirectory(dir: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
   if (!info) throw new UserError(`build context "${dir}" does not exist`, "pass the directory with your sources, e.g. tsbuild build .");
-  if (!info.isDirectory()) throw new UserError(`build context "${dir}" is not a directory`, "pass a directory; tar contexts on standard input are not supported yet");
+  if (!info.isDirectory()) throw new UserError(`build context "${dir}" is not a directory`, "pass a directory, - (a tar archive on standard input), an http(s) URL of a tarball, or a git URL");
 }
 
 async function openContext(store: StateRoot, dir: string, dockerfilePath: string): Promise<LocalContext> {
@@ -140,4 +185,33 @@ function graphJson(definition: BuildDefinition): string {
     ...(vertex.location ? { location: vertex.location } : {}),
   }));
   return JSON.stringify({ root: definition.root, platform: definition.platform, vertices, image: definition.image }, null, 2) + "\n";
+}
+
+/** `--secret id=x,src=FILE` or `id=x,env=VAR` (src= may be written file=; a bare id reads the env var of that name). */
+function secretProvider(values: readonly string[]): (id: string) => Promise<Buffer | undefined> {
+  const sources = new Map<string, { file?: string; env?: string }>();
+  for (const value of values) {
+    const fields = new Map(value.split(",").map((field) => {
+      const equals = field.indexOf("=");
+      return equals < 0 ? [field, ""] : [field.slice(0, equals), field.slice(equals + 1)];
+    }));
+    const id = fields.get("id");
+    if (!id) throw new UserError(`--secret "${value}": the id is missing`, "write --secret id=NAME,src=FILE or --secret id=NAME,env=VAR");
+    const file = fields.get("src") ?? fields.get("source") ?? fields.get("file");
+    const env = fields.get("env");
+    sources.set(id, file ? { file: resolve(file) } : { env: env ?? id });
+  }
+  return async (id) => {
+    const source = sources.get(id);
+    if (!source) return undefined;
+    if (source.file) {
+      try {
+        return await readFile(source.file);
+      } catch {
+        throw new UserError(`--secret id=${id}: cannot read ${source.file}`, "check the path given with src=");
+      }
+    }
+    const value = source.env === undefined ? undefined : process.env[source.env];
+    return value === undefined ? undefined : Buffer.from(value);
+  };
 }

@@ -13,6 +13,7 @@ export interface BuildArgs {
   noCache: boolean;
   noCacheFilter: string[];
   buildContext: string[];
+  secret: string[];
   dryRun: boolean;
   format: "json" | "dot";
   root?: string;
@@ -46,6 +47,7 @@ export const buildCommand = {
       .option("no-cache", { type: "boolean", default: false, describe: "Run every step, ignoring cached results" })
       .option("no-cache-filter", { ...list, describe: "Ignore cached results for the steps of these stages" })
       .option("build-context", { ...list, describe: "A named context: NAME=DIR or NAME=oci-layout://PATH[:TAG], usable in FROM and COPY --from" })
+      .option("secret", { ...list, describe: "A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (never stored in the image or cache)" })
       .option("dry-run", { type: "boolean", default: false, describe: "Print the build graph instead of building" })
       .option("format", { choices: ["json", "dot"] as const, default: "json" as const, describe: "The --dry-run output format" })
       .example("$0 build -o type=oci,dest=app.tar .", "Build ./Dockerfile and write an OCI archive")

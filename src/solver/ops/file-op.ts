@@ -6,6 +6,7 @@ import { applyChmod } from "../chmod.ts";
 import { BuildStepError } from "../errors.ts";
 import { resolveOwner } from "../users.ts";
 import type { MatchedSource, SourceTree, TreeEntry } from "./source-tree.ts";
+import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 
 export interface FileOpContext {
   /** The new layer's directory: everything the op writes goes here. */
@@ -85,6 +86,19 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
         await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
       }
     } else {
+      // ADD: a local tar archive is unpacked into the destination instead of being copied.
+      if (action.unpackArchives && source.entry.type === "file" && source.entry.hostPath !== undefined) {
+        const compression = await detectArchive(source.entry.hostPath);
+        if (compression !== undefined) {
+          await writer.ensureDirectory(destPath, parentOwner);
+          await unpackArchive(source.entry.hostPath, writer.hostPath(destPath), {
+            name: source.source,
+            compression,
+            makeParent: (relative) => writer.ensureDirectory(posix.join(destPath, relative), ROOT),
+          });
+          continue;
+        }
+      }
       await writer.ensureDirectory(posix.dirname(target), parentOwner);
       await writer.writeEntry(target, source.entry, ownerOf(source.entry), modeOf(source.entry));
     }

@@ -1,0 +1,181 @@
+import { createHash } from "node:crypto";
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Writable } from "node:stream";
+import type { ExecMount, ExecOp } from "../../llb/index.ts";
+import { resolveUser, runSandbox, type SandboxMount } from "../../runtime/index.ts";
+import type { LayerInfo, StateRoot } from "../store/index.ts";
+import { BuildStepError } from "../errors.ts";
+import { runCommand } from "./command.ts";
+import { mountOverlay, unmount } from "./overlay.ts";
+
+/** A filesystem a RUN --mount reads: layers (a stage or image) or a local directory (the context). */
+export type MountSource = { kind: "layers"; layers: readonly LayerInfo[] } | { kind: "directory"; path: string };
+
+export interface ExecContext {
+  store: StateRoot;
+  /** The layers the command runs on (input 0). */
+  base: readonly LayerInfo[];
+  /** The filesystem of a mount's `input`. */
+  mountSource: (input: number | undefined) => MountSource | undefined;
+  /** A secret's value by id, if one was given (--secret). */
+  secret: (id: string) => Promise<Buffer | undefined>;
+  output: { stdout: Writable; stderr: Writable };
+  signal: AbortSignal;
+  /** Keep the last lines of output for the error message. */
+  tail: () => string;
+}
+
+export interface ExecResult {
+  /** The overlay upper directory: the files the command changed, ready to become a layer. */
+  upperDir: string;
+  /** Scratch directory to remove once the layer is stored. */
+  workDir: string;
+}
+
+/** Runs a RUN step in the sandbox on an overlay of its input layers and returns what it changed. */
+export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecResult> {
+  const workDir = context.store.tempPath("exec");
+  const upperDir = join(workDir, "upper");
+  const rootfs = join(workDir, "rootfs");
+  const mounted: string[] = [];
+  const secretsDir = join("/dev/shm", `tsbuild-secrets-${process.pid}-${Date.now()}`);
+  try {
+    await mkdir(upperDir, { recursive: true });
+    await mountOverlay({ lower: context.base, upperDir, workDir: join(workDir, "work"), target: rootfs, emptyDir: join(workDir, "empty") });
+    mounted.push(rootfs);
+    // USER is resolved against the stage's own /etc/passwd and /etc/group, at run time.
+    const user = await resolveUser(rootfs, op.user === "root" ? "" : op.user);
+
+    const env = [...op.env];
+    const mounts: SandboxMount[] = [];
+    for (const [index, mount] of op.mounts.entries()) {
+      mounts.push(...(await sandboxMount(mount, index, { context, workDir, secretsDir, mounted, env })));
+    }
+    if (op.files && op.files.length > 0) mounts.push(await scriptFiles(op.files, workDir));
+
+    const result = await runSandbox(
+      {
+        process: { args: op.args, env, cwd: op.cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+        rootfs,
+        hostname: "buildkitsandbox",
+        mounts,
+        network: op.network,
+        security: op.security,
+        etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
+      },
+      { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal },
+    );
+    if (result.exitCode !== 0) {
+      const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
+      const tail = context.tail();
+      throw new BuildStepError(`the command ${JSON.stringify(op.args.join(" "))} failed: ${reason}${tail ? `\n${tail}` : ""}`, {
+        hint: "fix the command; the step's full output is above (or in the log file named below)",
+      });
+    }
+    return { upperDir, workDir };
+  } finally {
+    for (const target of mounted.reverse()) await unmount(target);
+    await rm(secretsDir, { recursive: true, force: true });
+  }
+}
+
+interface MountState {
+  context: ExecContext;
+  workDir: string;
+  secretsDir: string;
+  mounted: string[];
+  env: string[];
+}
+
+async function sandboxMount(mount: ExecMount, index: number, state: MountState): Promise<SandboxMount[]> {
+  const { context, workDir } = state;
+  switch (mount.type) {
+    case "tmpfs":
+      return [{ type: "tmpfs", destination: mount.target, ...(mount.size ? { sizeBytes: mount.size } : {}) }];
+    case "cache": {
+      const dir = await cacheMountDir(context.store, mount);
+      const from = context.mountSource(mount.input);
+      if (from && (await isEmptyDir(dir))) await seedCache(from, mount.source ?? "/", dir, workDir, index, state.mounted);
+      return [{ type: "bind", source: dir, destination: mount.target, readonly: mount.readonly === true }];
+    }
+    case "bind": {
+      const from = context.mountSource(mount.input);
+      if (!from) throw new BuildStepError(`--mount=type=bind,target=${mount.target}: nothing to bind`);
+      const source = await viewOf(from, mount.readonly === false, workDir, index, state.mounted);
+      return [{ type: "bind", source: join(source, safeRelative(mount.source ?? "/")), destination: mount.target, readonly: mount.readonly !== false }];
+    }
+    case "secret": {
+      const id = mount.id ?? mount.target.split("/").pop() ?? "";
+      const value = await context.secret(id);
+      if (!value) {
+        if (mount.required) throw new BuildStepError(`secret "${id}" is required but was not given`, { hint: `pass it with --secret id=${id},src=FILE` });
+        return [];
+      }
+      if (mount.env) state.env.push(`${mount.env}=${value.toString("utf8")}`);
+      if (mount.env && !mount.target) return [];
+      // Secrets live on tmpfs outside the state root and are removed right after the step.
+      await mkdir(state.secretsDir, { recursive: true, mode: 0o700 });
+      const file = join(state.secretsDir, `${index}`);
+      await writeFile(file, value, { mode: mount.mode ?? 0o400 });
+      await chmod(file, mount.mode ?? 0o400);
+      await chown(file, mount.uid ?? 0, mount.gid ?? 0);
+      return [{ type: "bind", source: file, destination: mount.target, readonly: true }];
+    }
+    case "ssh":
+      throw new BuildStepError("--mount=type=ssh is not supported yet", { hint: "fetch private sources before the build, or use a secret mount" });
+  }
+}
+
+/** A directory view of a mount source: the directory itself, or an overlay of the layers (a writable one discards its writes). */
+async function viewOf(source: MountSource, writable: boolean, workDir: string, index: number, mounted: string[]): Promise<string> {
+  if (source.kind === "directory") return source.path;
+  const target = join(workDir, `mount-${index}`);
+  await mountOverlay({
+    lower: source.layers,
+    ...(writable ? { upperDir: join(workDir, `mount-${index}-upper`), workDir: join(workDir, `mount-${index}-work`) } : {}),
+    target,
+    emptyDir: join(workDir, "empty"),
+  });
+  mounted.push(target);
+  return target;
+}
+
+async function seedCache(from: MountSource, subdir: string, dir: string, workDir: string, index: number, mounted: string[]): Promise<void> {
+  const view = await viewOf(from, false, workDir, index, mounted);
+  await runCommand("cp", ["-a", `${join(view, safeRelative(subdir))}/.`, dir]);
+}
+
+/** Cache mounts persist in the state root, keyed by id; never part of a layer or a cache key. */
+async function cacheMountDir(store: StateRoot, mount: ExecMount): Promise<string> {
+  const key = createHash("sha256").update(mount.id ?? mount.target).digest("hex").slice(0, 32);
+  const dir = join(store.dir, "cachemounts", key);
+  await mkdir(dir, { recursive: true });
+  if (mount.mode !== undefined) await chmod(dir, mount.mode);
+  if (mount.uid !== undefined || mount.gid !== undefined) await chown(dir, mount.uid ?? 0, mount.gid ?? 0);
+  return dir;
+}
+
+/** `RUN <<EOF` scripts with a shebang are files under /dev/pipes. */
+async function scriptFiles(files: NonNullable<ExecOp["files"]>, workDir: string): Promise<SandboxMount> {
+  const dir = join(workDir, "pipes");
+  await mkdir(dir, { recursive: true });
+  for (const file of files) {
+    const host = join(dir, file.path.split("/").pop() ?? "script");
+    await writeFile(host, file.data, { mode: file.mode });
+    await chmod(host, file.mode);
+  }
+  return { type: "bind", source: dir, destination: "/dev/pipes", readonly: true };
+}
+
+async function hostResolvConf(): Promise<string> {
+  return readFile("/etc/resolv.conf", "utf8").catch(() => "nameserver 127.0.0.53\n");
+}
+
+function safeRelative(path: string): string {
+  return path.split("/").filter((part) => part !== "" && part !== "." && part !== "..").join("/");
+}
+
+async function isEmptyDir(dir: string): Promise<boolean> {
+  return (await readdir(dir)).length === 0;
+}
