@@ -80,6 +80,8 @@ function sourceDateEpoch(): { sourceDateEpoch?: number } {
 async function imageLayers(request: ExportRequest): Promise<{ layers: LayerInfo[]; config: ImageConfig & { history: HistoryEntry[] } }> {
   const { definition, solver } = request;
   const config = structuredClone(definition.image);
+  // A base image's rootfs lists only its own layers: the exporter writes the whole list.
+  delete (config as { rootfs?: unknown }).rootfs;
   const layers: LayerInfo[] = [];
   for (const step of definition.layers) {
     const result = await solver.solve(step.vertex);

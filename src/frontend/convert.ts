@@ -76,6 +76,7 @@ class Converter {
     const state = await this.stage(targetIndex);
     const unused = this.buildArgs.unused();
     if (unused.length > 0) this.warnings.push(`one or more build args were not consumed: ${unused.join(", ")}`);
+    if (this.options.created) state.image.created = this.options.created;
     return {
       graph: this.graph,
       root: state.root,

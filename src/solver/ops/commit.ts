@@ -1,4 +1,5 @@
 import { rename, rm } from "node:fs/promises";
+import { UserError } from "../../user-error.ts";
 import { runCommand } from "./command.ts";
 
 /**
@@ -20,7 +21,7 @@ async function opaqueDirectories(dir: string): Promise<string[]> {
     output = await runCommand("getfattr", ["-R", "--absolute-names", "-d", "-m", "^trusted\\.overlay\\.opaque$", dir]);
   } catch (error) {
     if (error instanceof Error && error.message.startsWith("cannot run getfattr")) {
-      throw new Error("getfattr is needed to record opaque directories: install the Debian package attr (scripts/setup.sh does)", { cause: error });
+      throw new UserError("getfattr is needed to record opaque directories", "install the Debian package attr (scripts/setup.sh does)");
     }
     throw error;
   }
