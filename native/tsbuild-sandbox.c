@@ -1251,8 +1251,7 @@ __attribute__((noreturn)) static void child_main(int alive_fd, const sigset_t *b
   check_parent_alive(alive_fd);
   join_cgroups();
 
-  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
-  if (ncgroups) flags |= CLONE_NEWCGROUP;
+  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
   if (!strcmp(s->netns, "new")) flags |= CLONE_NEWNET;
   if (unshare(flags)) die("unshare namespaces");
   if (strcmp(s->netns, "new") && strcmp(s->netns, "host")) {

@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The main job: set up, then build the example project into an OCI image archive.
+# The main job: set up, then build the examples into OCI image archives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash fixtures/make-base-images.sh amd64
 export TSBUILD_ROOT="${TSBUILD_ROOT:-$PWD/.state}"
 mkdir -p out
-node bin/tsbuild.js build --progress plain -t hello:latest -o type=oci,dest=out/hello.tar fixtures/examples/hello
-node bin/tsbuild.js build --progress quiet -o type=local,dest=out/hello-rootfs fixtures/examples/hello
-echo "image archive: out/hello.tar; its filesystem:"
-find out/hello-rootfs -mindepth 1 | sort
+tsbuild() { node bin/tsbuild.js "$@"; }
+
+# A multi-stage build with RUN steps, a cache mount and a heredoc script, on the busybox base.
+tsbuild build --progress plain -t greeter:latest \
+  --build-context busybox=oci-layout://fixtures/images/busybox-amd64:latest \
+  -o type=oci,dest=out/greeter.tar -o type=local,dest=out/greeter-rootfs fixtures/examples/greeter
+# A COPY-only build from scratch.
+tsbuild build --progress plain -t hello:latest -o type=oci,dest=out/hello.tar fixtures/examples/hello
+
+echo
+echo "images: out/greeter.tar, out/hello.tar (OCI archives)"
+echo "greeter's filesystem is in out/greeter-rootfs; its program says:"
+chroot out/greeter-rootfs /usr/local/bin/greet

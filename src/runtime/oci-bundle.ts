@@ -51,7 +51,7 @@ export function toOciConfig(plan: SandboxPlan, etcFilePaths: string[], cgroupsPa
   const namespaces: OciConfig["linux"]["namespaces"] = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
   if (plan.netns.kind === "new") namespaces.push({ type: "network" });
   else if (plan.netns.kind === "path") namespaces.push({ type: "network", path: plan.netns.path });
-  if (cgroupsPath) namespaces.push({ type: "cgroup" });
+  namespaces.push({ type: "cgroup" });
 
   const mounts = plan.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: [...m.options] }));
   plan.etcFiles.forEach((f, i) => {

@@ -133,6 +133,7 @@ export function makeRootfs(): string {
   requirePackages(["busybox-static"], () => busyboxPath() !== undefined);
   const busybox = busyboxPath() as string;
   const root = tempDir("tsbuild-rootfs-");
+  chmodSync(root, 0o755);
   mkdirSync(join(root, "bin"), { recursive: true });
   mkdirSync(join(root, "etc"));
   mkdirSync(join(root, "tmp"), { mode: 0o1777 });

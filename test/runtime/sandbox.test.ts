@@ -75,7 +75,7 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
         "wc -c < /proc/timer_list; wc -c < /proc/keys",
         "ls -A /proc/acpi 2>/dev/null | wc -l; ls -A /sys/firmware | wc -l",
         "test -e /proc/kcore && wc -c < /proc/kcore || echo no-kcore",
-        "echo x > /proc/sys/kernel/domainname && echo sys-writable || echo sys-readonly",
+        "(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo sys-writable || echo sys-readonly",
         "touch /sys/tsbuild 2>/dev/null && echo sysfs-writable || echo sysfs-readonly",
         "echo hello > /dev/null && head -c 4 /dev/zero | wc -c && head -c 8 /dev/urandom | wc -c",
         "echo to-stdout > /dev/stdout",
@@ -107,11 +107,10 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
   });
 
   it("runs in a network namespace with only lo (none), or the host's (host)", async () => {
-    const none = await sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1");
-    expect(none.out.split("\n")[0]).toBe("lo");
-    expect(none.out.split("\n")[1]).toBe("");
-    // nothing else: the second line of /proc/net/dev's table is the ip output
-    expect(none.out).toMatch(/lo: <LOOPBACK,UP/);
+    const none = await sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; echo ---; ip link show lo | head -1");
+    const [ifaces, lo] = none.out.split("---\n");
+    expect(ifaces).toBe("lo\n");
+    expect(lo).toMatch(/lo: <LOOPBACK,UP/);
     const def = await sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '", { network: "default" });
     expect(def.out).toBe("lo\n");
     const host = await sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort", { network: "host" });
@@ -156,7 +155,7 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
 
   it("switches to the requested uid, gid and supplementary groups", async () => {
     const r = await sh("id; id -u; id -g; id -G; echo $HOME; touch /root-owned 2>&1 || true", {}, { uid: 1000, gid: 1000, additionalGids: [2000, 2001], env: ["HOME=/home/tester"] });
-    expect(r.out.split("\n").slice(0, 4)).toEqual(["uid=1000(tester) gid=1000(tester) groups=1000(tester),2000(extra),2001(more)", "1000", "1000", "1000 2000 2001"]);
+    expect(r.out.split("\n").slice(0, 4)).toEqual(["uid=1000(tester) gid=1000(tester) groups=2000(extra),2001(more)", "1000", "1000", "1000 2000 2001"]);
     expect(r.out).toContain("Permission denied");
   });
 
