@@ -30,6 +30,8 @@ interface Options {
 }
 
 const log = (line: string) => console.log(line);
+/** Set on Ctrl-C: a build that fails because its files were removed under it is not worth reporting. */
+let interrupted = false;
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -102,7 +104,11 @@ async function main(): Promise<void> {
     await rm(workDir, { recursive: true, force: true });
   };
   // Ctrl-C must still stop a dockerd that the bench started.
-  process.once("SIGINT", () => void cleanUp().finally(() => process.exit(130)));
+  process.once("SIGINT", () => {
+    interrupted = true;
+    log("build-cache: interrupted: stopping what the bench started");
+    void cleanUp().finally(() => process.exit(130));
+  });
 
   try {
     log(`build-cache: generating the context in ${workDir}`);
@@ -142,6 +148,7 @@ function printTsbuildSteps(results: ScenarioResult[]): void {
 }
 
 main().catch((error: Error) => {
+  if (interrupted) return;
   console.error(`build-cache: ${error.message}`);
   process.exitCode = 1;
 });

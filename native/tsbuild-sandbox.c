@@ -7,6 +7,7 @@
  *
  *   outer process (in the caller's namespaces)
  *     - reads the spec (NUL-separated records, see README.md)
+ *     - compiles the seccomp filter (or reads it from its cache file)
  *     - creates the cgroup(s) and writes the limits
  *     - unshare(CLONE_NEWPID) + fork: the child is PID 1 of the new namespace
  *     - relays stdio when the caller gave sockets, forwards signals,
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -52,7 +54,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -124,6 +128,7 @@ struct spec {
   size_t nreadonly;
   int seccomp;
   uint32_t seccomp_default;
+  char *seccomp_cache;
   char **seccomp_arches;
   size_t nseccomp_arches;
   struct seccomp_rule *seccomp_rules;
@@ -428,6 +433,8 @@ static void read_spec(int fd) {
       char *err = F();
       s->seccomp = 1;
       s->seccomp_default = parse_seccomp_action(action, err);
+    } else if (!strcmp(key, "seccomp-cache")) {
+      s->seccomp_cache = F();
     } else if (!strcmp(key, "seccomp-arch")) {
       PUSH(s->seccomp_arches, s->nseccomp_arches, F());
     } else if (!strcmp(key, "seccomp-rule")) {
@@ -963,8 +970,7 @@ static void do_symlink(const struct link_rec *l) {
   }
   int pfd = resolve_create(parent[0] ? parent : "/", 1);
   if (pfd < 0) die("create directory for symlink %s", l->path);
-  /* symlinkat needs a real directory descriptor, not O_PATH-only semantics
-   * for the name; an O_PATH directory fd works as dirfd. */
+  /* an existing entry (the image's own /dev/fd...) is left as it is */
   if (symlinkat(l->target, pfd, name) && errno != EEXIST) die("symlink %s -> %s", l->path, l->target);
   close(pfd);
 }
@@ -1054,18 +1060,62 @@ static void loopback_up(void) {
 /* ------------------------------------------------------------------------ */
 /* Seccomp, capabilities, identity                                           */
 
-static void load_seccomp(void) {
+/*
+ * The filter is compiled (libseccomp) in the outer process, before fork, into
+ * a classic BPF program kept in memory; PID 1 installs it with seccomp(2).
+ * Compiling Docker's profile for three architectures costs ~10 ms, so with a
+ * `seccomp-cache` path the program is read from / written to that file (the
+ * caller names it after a hash of the rules).
+ */
+static struct sock_filter *bpf_prog;
+static unsigned short bpf_len;
+
+#define MAX_BPF_BYTES (4096 * sizeof(struct sock_filter))
+
+static int read_cached_bpf(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  struct stat st;
+  /* only a file this user wrote and nobody else can change */
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) || st.st_size <= 0 ||
+      st.st_size % (off_t)sizeof(struct sock_filter) || (size_t)st.st_size > MAX_BPF_BYTES) {
+    close(fd);
+    return -1;
+  }
+  struct sock_filter *prog = malloc((size_t)st.st_size);
+  if (!prog) oom();
+  ssize_t n = read(fd, prog, (size_t)st.st_size);
+  close(fd);
+  if (n != st.st_size) {
+    free(prog);
+    return -1;
+  }
+  bpf_prog = prog;
+  bpf_len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+  return 0;
+}
+
+static void write_cached_bpf(const char *path) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp) return;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  size_t size = (size_t)bpf_len * sizeof(struct sock_filter);
+  ssize_t n = write(fd, bpf_prog, size);
+  close(fd);
+  if (n != (ssize_t)size || rename(tmp, path)) unlink(tmp);
+}
+
+static void compile_seccomp(void) {
   struct spec *s = &spec;
   if (!s->seccomp) return;
+  if (s->seccomp_cache && read_cached_bpf(s->seccomp_cache) == 0) return;
   scmp_filter_ctx ctx = seccomp_init(s->seccomp_default);
   if (!ctx) die_code(EXIT_SETUP, 0, "seccomp: cannot create the filter");
-  /* no_new_privs is the spec's decision, not libseccomp's */
-  int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-  if (rc) die_code(EXIT_SETUP, -rc, "seccomp: disable no_new_privs");
   for (size_t i = 0; i < s->nseccomp_arches; i++) {
     uint32_t arch = seccomp_arch_resolve_name(s->seccomp_arches[i]);
     if (!arch) continue;
-    rc = seccomp_arch_add(ctx, arch);
+    int rc = seccomp_arch_add(ctx, arch);
     if (rc && rc != -EEXIST) die_code(EXIT_SETUP, -rc, "seccomp: add architecture %s", s->seccomp_arches[i]);
   }
   for (size_t i = 0; i < s->nseccomp_rules; i++) {
@@ -1073,12 +1123,29 @@ static void load_seccomp(void) {
     if (r->action == s->seccomp_default) continue;
     int nr = seccomp_syscall_resolve_name(r->name);
     if (nr == __NR_SCMP_ERROR) continue; /* unknown to this libseccomp: stays denied */
-    rc = seccomp_rule_add_array(ctx, r->action, nr, r->ncond, r->cond);
+    int rc = seccomp_rule_add_array(ctx, r->action, nr, r->ncond, r->cond);
     if (rc) die_code(EXIT_SETUP, -rc, "seccomp: add rule for %s", r->name);
   }
-  rc = seccomp_load(ctx);
-  if (rc) die_code(EXIT_SETUP, -rc, "seccomp: load the filter");
+  int mfd = memfd_create("tsbuild-seccomp", MFD_CLOEXEC);
+  if (mfd < 0) die("seccomp: memfd_create");
+  int rc = seccomp_export_bpf(ctx, mfd);
+  if (rc) die_code(EXIT_SETUP, -rc, "seccomp: compile the filter");
   seccomp_release(ctx);
+  off_t size = lseek(mfd, 0, SEEK_END);
+  if (size <= 0 || size % (off_t)sizeof(struct sock_filter) || (size_t)size > MAX_BPF_BYTES)
+    die_code(EXIT_SETUP, 0, "seccomp: the compiled filter has a bad size (%lld bytes)", (long long)size);
+  bpf_prog = malloc((size_t)size);
+  if (!bpf_prog) oom();
+  if (pread(mfd, bpf_prog, (size_t)size, 0) != size) die("seccomp: read the compiled filter");
+  close(mfd);
+  bpf_len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
+  if (s->seccomp_cache) write_cached_bpf(s->seccomp_cache);
+}
+
+static void load_seccomp(void) {
+  if (!bpf_prog) return;
+  struct sock_fprog prog = {bpf_len, bpf_prog};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) die("seccomp: load the filter");
 }
 
 static int last_cap(void) {
@@ -1249,6 +1316,7 @@ __attribute__((noreturn)) static void child_main(int alive_fd, const sigset_t *b
   struct spec *s = &spec;
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)) die("prctl(PR_SET_PDEATHSIG)");
   check_parent_alive(alive_fd);
+  umask(022); /* mount points and the working directory: 0755 whatever the caller's umask */
   join_cgroups();
 
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
@@ -1265,10 +1333,10 @@ __attribute__((noreturn)) static void child_main(int alive_fd, const sigset_t *b
   setup_rootfs();
 
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname))) die("sethostname %s", s->hostname);
-  if (s->has_umask) umask(s->umask);
   apply_rlimits();
   const char *cwd = s->cwd && s->cwd[0] ? s->cwd : "/";
   ensure_cwd(cwd);
+  if (s->has_umask) umask(s->umask); /* the command's; ours stays 022 for what we create */
 
   int lastcap = last_cap();
   if (!s->no_new_privs) load_seccomp(); /* needs CAP_SYS_ADMIN without no_new_privs */
@@ -1417,6 +1485,7 @@ int main(int argc, char **argv) {
     set_nonblock(r->out);
   }
 
+  compile_seccomp();
   setup_cgroups();
 
   int alive[2];

@@ -15,6 +15,10 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Compile the sandbox helper that runs RUN steps (native/build/tsbuild-sandbox);
+# make rebuilds it only when native/ changed.
+make -s -C native
+
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   # Not `npm ci`: it rejects lock files that lack other platforms' optional
   # packages (npm/cli#4828), which npm writes here. The lock still pins versions.

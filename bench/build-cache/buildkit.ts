@@ -114,5 +114,20 @@ async function stopDaemon(child: ChildProcess, dir: string): Promise<void> {
     await exited;
     clearTimeout(timer);
   }
+  await unmountUnder(dir);
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/**
+ * dockerd bind-mounts its data root onto itself; a daemon that dies during start-up leaves
+ * that mount behind. Unmounts everything under `dir`, deepest first.
+ */
+async function unmountUnder(dir: string): Promise<void> {
+  const mountInfo = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  // The fifth field is the mount point, with spaces and the like written as octal escapes (\040).
+  const points = mountInfo
+    .split("\n")
+    .map((line) => line.split(" ")[4]?.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
+    .filter((point): point is string => point !== undefined && (point === dir || point.startsWith(`${dir}/`)));
+  for (const point of points.sort((a, b) => b.length - a.length)) await run({ cmd: "umount", args: [point] });
 }

@@ -10,6 +10,8 @@ export interface NativeSpecExtras {
   etcFilePaths: string[];
   /** cgroup path relative to each hierarchy's root, e.g. `tsbuild/<id>`. */
   cgroupName?: string;
+  /** File caching the compiled seccomp program (named after a hash of the rules). */
+  seccompCache?: string;
 }
 
 function mask(names: Iterable<string>): string {
@@ -85,7 +87,10 @@ export function encodeNativeSpec(plan: SandboxPlan, extras: NativeSpecExtras): B
   for (const l of plan.devSymlinks) push("symlink", l.target, l.path);
   for (const p of plan.maskedPaths) push("mask", p);
   for (const p of plan.readonlyPaths) push("readonly", p);
-  if (plan.seccomp) seccompRecords(plan.seccomp, push);
+  if (plan.seccomp) {
+    seccompRecords(plan.seccomp, push);
+    if (extras.seccompCache) push("seccomp-cache", extras.seccompCache);
+  }
   if (plan.cgroup && extras.cgroupName) {
     push("cgroup", extras.cgroupName);
     if (plan.cgroup.memoryBytes !== undefined) push("cgroup-memory", String(plan.cgroup.memoryBytes));

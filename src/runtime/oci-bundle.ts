@@ -138,6 +138,14 @@ function runQuiet(cmd: string, args: string[]): Promise<void> {
   });
 }
 
+/** The runtime's own failure to start the container, from its stderr (runc logs `level=error msg="..."`, crun prints `crun: ...`). */
+function runtimeStartError(runtime: OciRuntime, stderr: string): string | undefined {
+  const runc = /level=error msg="((?:[^"\\]|\\.)*)"/.exec(stderr);
+  if (runc?.[1]) return runc[1].replace(/\\"/g, '"');
+  const crun = new RegExp(`^${runtime}: (.*)$`, "m").exec(stderr);
+  return crun?.[1];
+}
+
 function signalName(n: number): NodeJS.Signals | undefined {
   for (const [name, num] of Object.entries(osConstants.signals)) if (num === n) return name as NodeJS.Signals;
   return undefined;
@@ -159,16 +167,23 @@ export async function runWithOciRuntime(
   const id = `tsbuild-${randomBytes(8).toString("hex")}`;
   const warnings: string[] = [];
   try {
-    await writeOciBundle(bundle, spec, { cgroupsPath: `/tsbuild/${id}` });
+    const parent = spec.cgroup?.parent?.replace(/^\/+|\/+$/g, "") || "tsbuild";
+    await writeOciBundle(bundle, spec, { cgroupsPath: `/${parent}/${id}` });
     await mkdir(state, { recursive: true });
     const mode = (t: unknown): "pipe" | "inherit" | "ignore" => (t === undefined || t === "ignore" ? "ignore" : t === "inherit" ? "inherit" : "pipe");
-    const stdio: StdioOptions = [mode(options.stdin), mode(options.stdout), mode(options.stderr)];
+    // stderr is always piped: the runtime's own start errors are read from it
+    const stdio: StdioOptions = [mode(options.stdin), mode(options.stdout), options.stderr === "inherit" ? "inherit" : "pipe"];
     if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error("aborted");
     const t0 = performance.now();
     const child = spawn(runtime, ["--root", state, "run", "--bundle", bundle, id], { stdio, detached: true });
     if (options.stdin && typeof options.stdin !== "string" && child.stdin) (options.stdin as Readable).pipe(child.stdin);
     if (options.stdout && typeof options.stdout !== "string" && child.stdout) child.stdout.pipe(options.stdout, { end: false });
-    if (options.stderr && typeof options.stderr !== "string" && child.stderr) child.stderr.pipe(options.stderr, { end: false });
+    let stderrTail = "";
+    const userStderr = options.stderr && typeof options.stderr !== "string" ? options.stderr : undefined;
+    child.stderr?.on("data", (d: Buffer) => {
+      stderrTail = (stderrTail + d.toString("utf8")).slice(-8192);
+      userStderr?.write(d);
+    });
     let aborted = false;
     const onAbort = (): void => {
       aborted = true;
@@ -193,6 +208,17 @@ export async function runWithOciRuntime(
       throw options.signal.reason instanceof Error ? options.signal.reason : new Error("aborted");
     }
     const result: SandboxResult = { exitCode: code ?? 128 + (sig ? osConstants.signals[sig] : 0), warnings, createdPaths: [], durationMs };
+    const startError = runtimeStartError(runtime, stderrTail);
+    if (code === 1 && startError) {
+      // as Docker maps them: not found 127, cannot execute 126, anything else 125
+      result.error = startError;
+      result.exitCode = /executable file not found|no such file or directory/i.test(startError)
+        ? 127
+        : /permission denied|exec format error|is a directory/i.test(startError)
+          ? 126
+          : 125;
+      return result;
+    }
     if (sig) result.signal = sig;
     else if (code !== null && code > 128 && code < 128 + 65) {
       const name = signalName(code - 128);

@@ -1,7 +1,7 @@
 import { spawn, type StdioOptions } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync } from "node:fs";
-import { mkdtemp, rm, rmdir, writeFile, access } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { access, mkdir, mkdtemp, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { constants as osConstants } from "node:os";
@@ -23,6 +23,12 @@ export interface SandboxRunOptions {
   signal?: AbortSignal;
   /** Path of the helper binary (default: native/build/tsbuild-sandbox, or $TSBUILD_SANDBOX_HELPER). */
   helper?: string;
+  /**
+   * Where compiled seccomp programs are cached (compiling Docker's profile
+   * costs ~10 ms a run). Default /run/tsbuild/seccomp when running as root;
+   * false: compile every time.
+   */
+  seccompCacheDir?: string | false;
 }
 
 export interface SandboxResult {
@@ -56,10 +62,13 @@ const HELPER_RELATIVE = join("native", "build", "tsbuild-sandbox");
 
 let cachedHelper: string | undefined;
 
-/** Finds the compiled helper: $TSBUILD_SANDBOX_HELPER, else native/build/ above this module (src/ or dist/). */
-export function sandboxHelperPath(): string {
-  if (cachedHelper) return cachedHelper;
-  const fromEnv = process.env["TSBUILD_SANDBOX_HELPER"];
+/**
+ * Finds the compiled helper: `explicit`, else $TSBUILD_SANDBOX_HELPER, else
+ * native/build/ above this module (src/ or dist/). Throws HELPER_NOT_BUILT.
+ */
+export function sandboxHelperPath(explicit?: string): string {
+  if (!explicit && cachedHelper) return cachedHelper;
+  const fromEnv = explicit ?? process.env["TSBUILD_SANDBOX_HELPER"];
   const candidates: string[] = fromEnv ? [fromEnv] : [];
   if (!fromEnv) {
     let dir = dirname(fileURLToPath(import.meta.url));
@@ -73,14 +82,15 @@ export function sandboxHelperPath(): string {
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
-      cachedHelper = c;
+      if (!explicit) cachedHelper = c;
       return c;
     } catch {
       // next
     }
   }
-  throw new SandboxError("HELPER_NOT_BUILT", `the sandbox helper ${HELPER_RELATIVE} is not built`, {
-    hint: "run make -C native (scripts/setup.sh does); it needs gcc, libc6-dev and libseccomp-dev",
+  const where = fromEnv ?? HELPER_RELATIVE;
+  throw new SandboxError("HELPER_NOT_BUILT", `the sandbox helper ${where} is not built: run make -C native (scripts/setup.sh does)`, {
+    hint: "building it needs gcc, libc6-dev, make and libseccomp-dev (Debian packages)",
   });
 }
 
@@ -124,6 +134,39 @@ async function removeCgroup(name: string): Promise<void> {
   }
 }
 
+const DEFAULT_SECCOMP_CACHE = "/run/tsbuild/seccomp";
+const usableCacheDirs = new Map<string, Promise<boolean>>();
+
+/** A cache directory only this user can write to (a program read from it confines every step). */
+async function usableCacheDir(dir: string): Promise<boolean> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await stat(dir);
+    return st.isDirectory() && st.uid === process.geteuid?.() && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** The cache file of a plan's compiled seccomp program: keyed by the rules and the helper build. */
+async function seccompCachePath(plan: SandboxPlan, helper: string, option: string | false | undefined): Promise<string | undefined> {
+  if (!plan.seccomp || option === false) return undefined;
+  const dir = option ?? (process.geteuid?.() === 0 ? DEFAULT_SECCOMP_CACHE : undefined);
+  if (!dir) return undefined;
+  let ok = usableCacheDirs.get(dir);
+  if (!ok) {
+    ok = usableCacheDir(dir);
+    usableCacheDirs.set(dir, ok);
+  }
+  if (!(await ok)) return undefined;
+  const h = statSync(helper);
+  const key = createHash("sha256")
+    .update(`${h.size}:${h.mtimeMs}:${h.ino}\n`)
+    .update(JSON.stringify(plan.seccomp))
+    .digest("hex");
+  return join(dir, `${key}.bpf`);
+}
+
 function stdioMode(target: StdioTarget | Readable | undefined): "pipe" | "inherit" | "ignore" {
   if (target === undefined || target === "ignore") return "ignore";
   if (target === "inherit") return "inherit";
@@ -136,7 +179,7 @@ function stdioMode(target: StdioTarget | Readable | undefined): "pipe" | "inheri
  */
 export function startSandbox(spec: SandboxSpec, options: SandboxRunOptions = {}): SandboxHandle {
   const plan = planSandbox(spec);
-  const helper = options.helper ?? sandboxHelperPath();
+  const helper = sandboxHelperPath(options.helper);
   if (options.signal?.aborted) throw abortError(options.signal);
 
   let pid = 0;
@@ -185,8 +228,13 @@ async function run(
       etcFilePaths.push(p);
     }
   }
-  const cgroupName = plan.cgroup ? `tsbuild/${randomBytes(8).toString("hex")}` : undefined;
-  const encoded = encodeNativeSpec(plan, cgroupName ? { etcFilePaths, cgroupName } : { etcFilePaths });
+  const cgroupName = plan.cgroup ? `${plan.cgroup.parent}/${randomBytes(8).toString("hex")}` : undefined;
+  const seccompCache = await seccompCachePath(plan, helper, options.seccompCacheDir);
+  const encoded = encodeNativeSpec(plan, {
+    etcFilePaths,
+    ...(cgroupName ? { cgroupName } : {}),
+    ...(seccompCache ? { seccompCache } : {}),
+  });
 
   const stdio: StdioOptions = [
     stdioMode(options.stdin),

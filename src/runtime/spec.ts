@@ -70,6 +70,8 @@ export interface CgroupLimits {
   cpuPeriodUs?: number;
   /** pids.max */
   pidsLimit?: number;
+  /** Parent of the per-run cgroup, relative to each hierarchy's root (`--cgroup-parent`). Default `tsbuild`. */
+  parent?: string;
 }
 
 /** Contents of the files bind-mounted over the root filesystem's own. */
@@ -150,7 +152,7 @@ export interface SandboxPlan {
   maskedPaths: string[];
   readonlyPaths: string[];
   seccomp?: SeccompProfile;
-  cgroup?: { memoryBytes?: number; cpuQuotaUs?: number; cpuPeriodUs: number; pidsLimit?: number };
+  cgroup?: { parent: string; memoryBytes?: number; cpuQuotaUs?: number; cpuPeriodUs: number; pidsLimit?: number };
 }
 
 /** Docker's masked paths: unreadable (a /dev/null bind, or an empty read-only tmpfs for directories). */
@@ -319,7 +321,11 @@ export function planSandbox(spec: SandboxSpec): SandboxPlan {
   if (spec.cgroup) {
     const c = spec.cgroup;
     const period = c.cpuPeriodUs === undefined ? 100_000 : checkLimit(c.cpuPeriodUs, "cgroup.cpuPeriodUs");
-    cgroup = { cpuPeriodUs: period };
+    const parent = checkString(c.parent ?? "tsbuild", "cgroup.parent").replace(/^\/+|\/+$/g, "");
+    if (!parent || parent.split("/").some((p) => p === "" || p === "." || p === "..")) {
+      fail(`cgroup.parent must be a relative cgroup path like tsbuild or ci/builds, not ${JSON.stringify(c.parent)}`);
+    }
+    cgroup = { parent, cpuPeriodUs: period };
     if (c.memoryBytes !== undefined) cgroup.memoryBytes = Math.floor(checkLimit(c.memoryBytes, "cgroup.memoryBytes"));
     if (c.cpus !== undefined) cgroup.cpuQuotaUs = Math.max(1000, Math.round(checkLimit(c.cpus, "cgroup.cpus") * period));
     if (c.pidsLimit !== undefined) cgroup.pidsLimit = Math.floor(checkLimit(c.pidsLimit, "cgroup.pidsLimit"));

@@ -62,13 +62,12 @@ export async function resolveInRoot(root: string, path: string): Promise<string>
   return join(root, ...resolved);
 }
 
+/** A file of the root filesystem; one that cannot be opened counts as absent (as BuildKit treats it). */
 async function readRootFile(root: string, path: string): Promise<string | undefined> {
   try {
     return await readFile(await resolveInRoot(root, path), "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
-    throw e;
+  } catch {
+    return undefined;
   }
 }
 

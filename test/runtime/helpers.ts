@@ -160,6 +160,10 @@ export class Collector extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
     this.chunks.push(chunk);
+    if (this.waiters.length === 0) {
+      cb();
+      return;
+    }
     const text = this.text;
     this.waiters = this.waiters.filter((w) => {
       if (!text.includes(w.text)) return true;
@@ -170,7 +174,11 @@ export class Collector extends Writable {
   }
 
   get text(): string {
-    return Buffer.concat(this.chunks).toString("utf8");
+    return this.bytes.toString("utf8");
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
   }
 
   /** Resolves once `text` has been written. */

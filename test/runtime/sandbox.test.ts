@@ -122,6 +122,10 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
     const calls = ["keyctl", "add_key", "request_key", "unshare", "unshare_net", "mount", "umount", "bpf", "userfaultfd", "perf_event_open", "clock_settime", "personality_bad", "personality_ok", "clone3", "fork", "chroot"];
     const r = await sh(`/probe ${calls.join(" ")}`);
     expect(r.exitCode).toBe(0);
+    // the same program compiled afresh (no cache) behaves the same
+    const fresh = new Collector();
+    await runSandbox(shellSpec(rootfs, `/probe ${calls.join(" ")}`), { stdout: fresh, seccompCacheDir: false });
+    expect(fresh.text).toBe(r.out);
     const got = Object.fromEntries(r.out.trim().split("\n").map((l) => l.split("=") as [string, string]));
     expect(got).toEqual({
       keyctl: "EPERM",
@@ -160,7 +164,8 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
   });
 
   it("creates a missing working directory owned by root and reports created mount points", async () => {
-    const r = await sh("pwd; stat -c '%u:%g %a' .", {}, { cwd: "/srv/app/work" });
+    // whatever the command's umask: the directory is 0755, as WORKDIR makes it
+    const r = await sh("pwd; stat -c '%u:%g %a' .", {}, { cwd: "/srv/app/work", umask: 0o077 });
     expect(r.out).toBe("/srv/app/work\n0:0 755\n");
     expect(r.createdPaths).toContain("/srv/app/work");
     expect(statSync(join(rootfs, "srv/app/work")).isDirectory()).toBe(true);
@@ -215,6 +220,12 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
 
     const viaShell = await sh("no-such-command");
     expect(viaShell.exitCode).toBe(127);
+  });
+
+  it("says how to build the helper when it is missing", async () => {
+    await expect(runSandbox(shellSpec(rootfs, "true"), { helper: "/nonexistent/tsbuild-sandbox" })).rejects.toThrow(
+      "the sandbox helper /nonexistent/tsbuild-sandbox is not built: run make -C native (scripts/setup.sh does)",
+    );
   });
 
   it("reports setup failures with exit code 125 and the reason", async () => {
@@ -330,10 +341,78 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
     for (const d of dirs) expect(existsSync(d)).toBe(false);
   });
 
+  it("cgroups that cannot be created are a warning, not a failure", async () => {
+    // a parent that is a file of the hierarchy, not a directory: mkdir fails everywhere
+    const r = await sh("echo still-runs", { cgroup: { pidsLimit: 10, parent: "cgroup.procs" } });
+    expect(r.exitCode).toBe(0);
+    expect(r.out).toBe("still-runs\n");
+    expect(r.warnings.length).toBeGreaterThan(0);
+    expect(r.warnings.join("\n")).toMatch(/cgroup .*not (created|applied).*Not a directory/);
+    expect(r.err).toMatch(/^tsbuild-sandbox: warning: cgroup/m);
+  });
+
   it("a pids limit stops a fork bomb", async () => {
     const r = await sh("for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done 2>/dev/null; jobs -p | wc -l", { cgroup: { pidsLimit: 6 } });
     const started = Number(r.out.trim());
     expect(started).toBeLessThan(10);
+  });
+
+  it("runs on an overlayfs merged directory: writes land in the upper layer only", async () => {
+    const work = tempDir("tsbuild-overlay-");
+    const { mkdirSync } = await import("node:fs");
+    const { spawnSync } = await import("node:child_process");
+    for (const d of ["upper", "work", "merged"]) mkdirSync(join(work, d));
+    const m = spawnSync("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${join(work, "upper")},workdir=${join(work, "work")}`, join(work, "merged")], { encoding: "utf8" });
+    expect(m.status, m.stderr).toBe(0);
+    try {
+      const r = await runSandbox(shellSpec(join(work, "merged"), "echo layer > /created-in-step; rm /bin/vi; awk '$5 == \"/\" {print $9}' /proc/self/mountinfo"), { stdout: new Collector() });
+      expect(r.exitCode).toBe(0);
+      expect(readFileSync(join(work, "upper", "created-in-step"), "utf8")).toBe("layer\n");
+      expect(existsSync(join(rootfs, "created-in-step"))).toBe(false);
+      expect(existsSync(join(rootfs, "bin", "vi"))).toBe(true);
+      // mount points the sandbox had to create are reported, and live in the upper layer
+      for (const p of r.createdPaths) expect(existsSync(join(work, "upper", p))).toBe(true);
+    } finally {
+      spawnSync("umount", [join(work, "merged")]);
+    }
+  });
+
+  it("a read-only root filesystem, rlimits and umask", async () => {
+    const r = await sh("touch /x 2>/dev/null && echo rw || echo ro; ulimit -n; umask; touch /tmp/f 2>/dev/null || echo tmp-ro", {
+      readonlyRootfs: true,
+      mounts: [{ type: "tmpfs", destination: "/tmp" }],
+    }, { rlimits: [{ type: "RLIMIT_NOFILE", soft: 321, hard: 654 }], umask: 0o077 });
+    expect(r.out).toBe("ro\n321\n0077\n");
+  });
+
+  it("runs several sandboxes at once", async () => {
+    const runs = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => sh(`echo $$ ${i}; hostname`, { hostname: `par-${i}` })));
+    expect(runs.map((r) => r.out)).toEqual([1, 2, 3, 4, 5, 6].map((i) => `1 ${i}\npar-${i}\n`));
+  });
+
+  it("streams large outputs intact on both stdout and stderr", async () => {
+    const { createHash } = await import("node:crypto");
+    const out = new Collector();
+    const err = new Collector();
+    const r = await runSandbox(
+      shellSpec(rootfs, "head -c 6000000 /dev/urandom > /tmp/blob; sha256sum /tmp/blob >&2; cat /tmp/blob; rm /tmp/blob"),
+      { stdout: out, stderr: err },
+    );
+    expect(r.exitCode).toBe(0);
+    const data = out.bytes;
+    expect(data.length).toBe(6_000_000);
+    expect(err.text.split(" ")[0]).toBe(createHash("sha256").update(data).digest("hex"));
+  });
+
+  it("passes stdin through a pipe", async () => {
+    const { Readable } = await import("node:stream");
+    const out = new Collector();
+    const r = await runSandbox(shellSpec(rootfs, "wc -c; ls -l /proc/self/fd/0 | grep -o 'pipe:'"), {
+      stdin: Readable.from([Buffer.from("hello sandbox\n")]),
+      stdout: out,
+    });
+    expect(r.exitCode).toBe(0);
+    expect(out.text).toBe("14\npipe:\n");
   });
 
   it("measures how long an empty `true` takes (start to exit)", async () => {
@@ -356,6 +435,14 @@ describe.skipIf(!isRoot)("the native sandbox (real kernel, as root)", () => {
     }
     hostT.sort((a, b) => a - b);
     console.log(`[measure] same with network host: median ${(hostT[5] ?? 0).toFixed(1)} ms`);
+    const coldT: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      await runSandbox(spec, { seccompCacheDir: false });
+      coldT.push(performance.now() - t0);
+    }
+    coldT.sort((a, b) => a - b);
+    console.log(`[measure] same compiling the seccomp filter every time (no cache): median ${(coldT[5] ?? 0).toFixed(1)} ms`);
     expect(readdirSync(rootfs)).toContain("bin");
   });
 });
