@@ -16,7 +16,7 @@ import { createBuildKit } from "./build-cache/buildkit.ts";
 import { DOCKERFILE, generateContext, type ContextShape } from "./build-cache/context.ts";
 import { measureScenario, scenarios, type ScenarioResult } from "./build-cache/measure.ts";
 import { describeBuilder, executedSteps, printReport, toJson, type BuilderInfo } from "./build-cache/report.ts";
-import { run } from "./build-cache/run.ts";
+import { aptInstall, run, succeeds } from "./build-cache/run.ts";
 
 /** 15 files of manifests, Dockerfile and blobs + 2,985 sources = 3,000 files; 4 × 16 MiB of blobs. */
 const SHAPE: ContextShape = { seed: 20_240_601, sourceFiles: 2_985, packages: 8, blobs: 4, blobBytes: 16 * 2 ** 20 };
@@ -70,9 +70,9 @@ async function setUpBuilders(options: Options, workDir: string, unavailable: Map
   } else {
     unavailable.set("buildkit", "skipped (--no-buildkit)");
   }
-  if (options.buildah === "yes") await run({ cmd: "apt-get", args: ["install", "-y", "buildah"], env: { DEBIAN_FRONTEND: "noninteractive" } }).catch(() => undefined);
   if (options.buildah !== "no") {
     try {
+      if (options.buildah === "yes" && !(await succeeds({ cmd: "buildah", args: ["--version"] }))) await aptInstall("buildah");
       const buildah = await createBuildah(workDir);
       builders.push(buildah);
       info.push(describeBuilder(buildah, "vfs storage driver, bud --layers"));

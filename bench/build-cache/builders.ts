@@ -45,7 +45,7 @@ export async function createTsbuild(workDir: string): Promise<Builder> {
 export async function createBuildah(workDir: string): Promise<Builder> {
   const root = join(workDir, "buildah");
   const global = ["--root", join(root, "storage"), "--runroot", join(root, "run"), "--storage-driver", "vfs"];
-  if (!(await succeeds({ cmd: "buildah", args: ["--version"] }))) throw new Error("buildah is not installed (`apt-get install -y buildah`, or run the bench with --buildah)");
+  if (!(await succeeds({ cmd: "buildah", args: ["--version"] }))) throw new Error("buildah is not installed (run the bench with --buildah yes to install it)");
   const version = (await runChecked({ cmd: "buildah", args: ["--version"] })).output.trim().replace(/^buildah version /, "");
   return {
     id: "buildah",

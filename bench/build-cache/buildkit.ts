@@ -9,7 +9,7 @@ import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Builder } from "./builders.ts";
-import { run, runChecked, succeeds, tail, type Command } from "./run.ts";
+import { aptInstall, run, runChecked, succeeds, tail, type Command } from "./run.ts";
 
 /**
  * Debian's client. A newer docker CLI elsewhere on PATH (e.g. /usr/local/bin) may need the
@@ -59,12 +59,7 @@ export async function createBuildKit(workDir: string, log: (line: string) => voi
 async function ensureInstalled(log: (line: string) => void): Promise<void> {
   if (existsSync(DEBIAN_DOCKER) && existsSync(DOCKERD)) return;
   log("docker.io is not installed: apt-get install -y docker.io");
-  const install: Command = { cmd: "apt-get", args: ["install", "-y", "docker.io"], env: { DEBIAN_FRONTEND: "noninteractive" } };
-  if (await succeeds(install, 10 * 60_000)) return;
-  // A machine that never ran `apt-get update` has no package lists yet.
-  await run({ cmd: "apt-get", args: ["update"] }, { timeoutMs: 10 * 60_000 });
-  const result = await run(install, { timeoutMs: 10 * 60_000 }).catch((error: Error) => ({ code: -1, output: error.message }));
-  if (result.code !== 0) throw new Error(`could not install docker.io:\n${tail(result.output, 5)}`);
+  await aptInstall("docker.io");
 }
 
 interface Daemon {

@@ -65,6 +65,15 @@ export async function succeeds(command: Command, timeoutMs = 30_000): Promise<bo
   }
 }
 
+/** `apt-get install -y PACKAGE`, with `apt-get update` first if the lists are missing or stale. */
+export async function aptInstall(name: string): Promise<void> {
+  const install: Command = { cmd: "apt-get", args: ["install", "-y", name], env: { DEBIAN_FRONTEND: "noninteractive" } };
+  if (await succeeds(install, 10 * 60_000)) return;
+  await run({ cmd: "apt-get", args: ["update"] }, { timeoutMs: 10 * 60_000 });
+  const result = await run(install, { timeoutMs: 10 * 60_000 }).catch((error: Error) => ({ code: -1, output: error.message }));
+  if (result.code !== 0) throw new Error(`could not install ${name}:\n${tail(result.output, 5)}`);
+}
+
 export function render(command: Command): string {
   const env = Object.entries(command.env ?? {}).map(([key, value]) => `${key}=${value} `);
   return `${env.join("")}${command.cmd} ${command.args.join(" ")}`;

@@ -357,6 +357,7 @@ export class StageBuilder {
     const network = (flagValue(instruction, "network") ?? "default") as "default" | "none" | "host";
     const security = (flagValue(instruction, "security") ?? "sandbox") as "sandbox" | "insecure";
     const heredocScript = this.heredocScript(instruction);
+    const devices = instruction.flags.filter((flag) => flag.name === "device").map((flag) => this.expandWith(flag.value ?? "", variables, flag.span));
     const vertex = this.options.graph.add(
       {
         type: "exec",
@@ -368,6 +369,7 @@ export class StageBuilder {
         security,
         mounts,
         ...(heredocScript ? { files: [heredocScript] } : {}),
+        ...(devices.length > 0 ? { devices } : {}),
         platform: this.options.platform,
       },
       inputs,

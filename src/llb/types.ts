@@ -105,6 +105,8 @@ export interface ExecOp {
   network: "default" | "none" | "host";
   security: "sandbox" | "insecure";
   mounts: ExecMount[];
+  /** Host devices made available (RUN --device; needs --allow device). */
+  devices?: string[];
   /** Files written before the command runs: heredoc scripts with a shebang (RUN <<EOF). */
   files?: { path: string; data: string; mode: number }[];
   platform: Platform;

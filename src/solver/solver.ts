@@ -11,6 +11,7 @@ import { applyFileOp } from "./ops/file-op.ts";
 import { commitUpperDir } from "./ops/commit.ts";
 import { runExecOp, type MountSource } from "./ops/exec-op.ts";
 import { StepLog } from "./step-log.ts";
+import { CacheMounts } from "./cache-mounts.ts";
 import { ContextTree, LayerTree, type SourceTree } from "./ops/source-tree.ts";
 
 /** What a vertex produced: a stack of layers, or a local directory that COPY reads from. */
@@ -31,6 +32,10 @@ export interface SolverOptions {
   noCache: boolean;
   /** A secret's value by id (--secret), for RUN --mount=type=secret. */
   secret: (id: string) => Promise<Buffer | undefined>;
+  /** Start cache mounts empty (--no-cache unless --keep-cache-mounts). */
+  freshCacheMounts?: boolean;
+  /** Run RUN steps with our sandbox (default) or hand the same spec to runc/crun. */
+  runtime?: "tsbuild" | "runc" | "crun";
   /** How many ops run at once. */
   concurrency: number;
   signal: AbortSignal;
@@ -50,8 +55,11 @@ export class Solver {
   /** Vertices that ran (not cached), for tests and the summary. */
   readonly executed: string[] = [];
 
+  private readonly cacheMounts: CacheMounts;
+
   constructor(private readonly options: SolverOptions) {
     this.limit = pLimit(Math.max(1, options.concurrency));
+    this.cacheMounts = new CacheMounts(options.store.dir, options.freshCacheMounts ?? false);
   }
 
   solve(digest: string | null): Promise<SolveResult> {
@@ -170,6 +178,8 @@ export class Solver {
           output: log.streams,
           signal: this.options.signal,
           tail: () => log.tail(),
+          cacheMounts: this.cacheMounts,
+          runtime: this.options.runtime ?? "tsbuild",
         });
         const upper = result.upperDir;
         return await this.options.store.createLayer(layerId, (layerDir) => commitUpperDir(upper, layerDir));

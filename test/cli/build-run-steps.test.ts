@@ -134,4 +134,43 @@ describe("RUN steps", () => {
     expect(probe).toContain("buildkitsandbox");
     expect(probe).toContain("sys-ro");
   });
+
+  it("start cache mounts empty with --no-cache unless --keep-cache-mounts, and prune them on request", () => {
+    const root = temp("root");
+    const dir = project({ Dockerfile: "FROM busybox\nRUN --mount=type=cache,target=/c,sharing=locked echo x >> /c/log && wc -l < /c/log > /count\n" });
+    const count = (extra: string[]) => {
+      const dest = temp("out");
+      const result = build(dir, root, [...extra, "-o", dest]);
+      expect(result.code).toBe(0);
+      return readFileSync(join(dest, "count"), "utf8").trim();
+    };
+    expect(count([])).toBe("1");
+    expect(count(["--no-cache", "--keep-cache-mounts"])).toBe("2");
+    expect(count(["--no-cache"])).toBe("1");
+    const pruned = tsbuild(["prune", "--cache-mounts", "--root", root]);
+    expect(pruned.stdout).toContain("removed 1 cache mounts");
+    expect(count(["--no-cache", "--keep-cache-mounts"])).toBe("1");
+  });
+
+  it("need --allow for --security=insecure and --device", () => {
+    const insecure = project({ Dockerfile: "FROM busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps\n" });
+    const refused = build(insecure, temp("root"));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("--allow security.insecure");
+    const dest = temp("out");
+    expect(build(insecure, temp("root"), ["--allow", "security.insecure", "-o", dest]).code).toBe(0);
+    expect(readFileSync(join(dest, "caps"), "utf8")).not.toContain("00000000a80425fb");
+
+    const device = project({ Dockerfile: "FROM busybox\nRUN --device=/dev/fuse ls -l /dev/fuse > /fuse\n" });
+    expect(build(device, temp("root")).stderr).toContain("--allow device");
+  });
+
+  it("run the same steps under runc with --runtime=runc", () => {
+    const dir = project({ Dockerfile: "FROM busybox\nRUN echo pid=$$ > /p && grep CapEff /proc/self/status >> /p\n" });
+    const dest = temp("out");
+    const result = build(dir, temp("root"), ["--runtime", "runc", "-o", dest]);
+    expect(result.stderr).not.toContain("error");
+    expect(readFileSync(join(dest, "p"), "utf8")).toBe("pid=1\nCapEff:\t00000000a80425fb\n");
+  });
 });
+

@@ -44,6 +44,7 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     // A dry run prints the graph only: no timestamps, so the same input prints the same text.
     created: args.dryRun ? "" : creationTime(),
   });
+  requireEntitlements(definition, args.allow);
   if (args.dryRun) {
     process.stdout.write(args.format === "dot" ? toDot(definition.graph.ancestry(definition.root), definition.root) : graphJson(definition));
     return EXIT.ok;
@@ -70,6 +71,8 @@ export async function runBuild(args: BuildArgs): Promise<number> {
       loadSource: (op, root) => loadSource(op, root, { signal: controller.signal, noCache: args.noCache }),
       noCache: args.noCache,
       secret: secretProvider(args.secret),
+      freshCacheMounts: args.noCache && !args.keepCacheMounts,
+      runtime: args.runtime,
       concurrency: 4,
       signal: controller.signal,
       listener: (event) => progress.event(event),
@@ -214,4 +217,23 @@ function secretProvider(values: readonly string[]): (id: string) => Promise<Buff
     const value = source.env === undefined ? undefined : process.env[source.env];
     return value === undefined ? undefined : Buffer.from(value);
   };
+}
+
+const ENTITLEMENTS = ["security.insecure", "device"];
+
+/** RUN --security=insecure and RUN --device need the user's say-so on the command line, as with buildx's --allow. */
+function requireEntitlements(definition: BuildDefinition, allowed: readonly string[]): void {
+  for (const entitlement of allowed) {
+    if (!ENTITLEMENTS.includes(entitlement)) throw new UserError(`--allow ${entitlement}: unknown entitlement`, `use ${ENTITLEMENTS.join(" or ")}`);
+  }
+  for (const vertex of definition.graph.ancestry(definition.root)) {
+    if (vertex.op.type !== "exec") continue;
+    const where = vertex.location ? ` (${vertex.location.file}:${vertex.location.line})` : "";
+    if (vertex.op.security === "insecure" && !allowed.includes("security.insecure")) {
+      throw new UserError(`${vertex.name}${where} asks for --security=insecure, which is not allowed`, "pass --allow security.insecure if you trust this Dockerfile");
+    }
+    if ((vertex.op.devices?.length ?? 0) > 0 && !allowed.includes("device")) {
+      throw new UserError(`${vertex.name}${where} asks for --device, which is not allowed`, "pass --allow device if you trust this Dockerfile");
+    }
+  }
 }

@@ -14,6 +14,9 @@ export interface BuildArgs {
   noCacheFilter: string[];
   buildContext: string[];
   secret: string[];
+  allow: string[];
+  keepCacheMounts: boolean;
+  runtime: "tsbuild" | "runc" | "crun";
   dryRun: boolean;
   format: "json" | "dot";
   root?: string;
@@ -44,10 +47,13 @@ export const buildCommand = {
         describe: "Where the result goes: type=local,dest=DIR | type=oci,dest=FILE.tar | type=oci-layout,dest=DIR (a bare DIR means type=local)",
       })
       .option("progress", { choices: PROGRESS_MODES, default: "auto" as ProgressMode, describe: "Progress output (auto: tty on a terminal, else plain)" })
-      .option("no-cache", { type: "boolean", default: false, describe: "Run every step, ignoring cached results" })
+      .option("no-cache", { type: "boolean", default: false, describe: "Run every step, ignoring cached results; cache mounts start empty (see --keep-cache-mounts)" })
       .option("no-cache-filter", { ...list, describe: "Ignore cached results for the steps of these stages" })
       .option("build-context", { ...list, describe: "A named context: NAME=DIR or NAME=oci-layout://PATH[:TAG], usable in FROM and COPY --from" })
       .option("secret", { ...list, describe: "A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (never stored in the image or cache)" })
+      .option("allow", { ...list, describe: "Allow an entitlement: security.insecure (RUN --security=insecure), device (RUN --device)" })
+      .option("keep-cache-mounts", { type: "boolean", default: false, describe: "With --no-cache: rerun every step but keep the content of cache mounts" })
+      .option("runtime", { choices: ["tsbuild", "runc", "crun"] as const, default: "tsbuild" as const, describe: "Run RUN steps with tsbuild's sandbox or hand the same spec to runc/crun" })
       .option("dry-run", { type: "boolean", default: false, describe: "Print the build graph instead of building" })
       .option("format", { choices: ["json", "dot"] as const, default: "json" as const, describe: "The --dry-run output format" })
       .example("$0 build -o type=oci,dest=app.tar .", "Build ./Dockerfile and write an OCI archive")

@@ -1,13 +1,19 @@
+import { CacheMounts } from "../../solver/cache-mounts.ts";
 import { StateRoot } from "../../solver/store/index.ts";
 import { UserError } from "../errors.ts";
 import { stateRootDir } from "../state-root.ts";
 import type { PruneArgs } from "./prune.ts";
 
 export async function runPrune(args: PruneArgs): Promise<void> {
-  if (!args.all && args.olderThan === undefined && args.keepStorage === undefined) {
-    throw new UserError("say what to remove", "use --all, --older-than DURATION or --keep-storage SIZE");
+  if (!args.all && args.olderThan === undefined && args.keepStorage === undefined && !args.cacheMounts) {
+    throw new UserError("say what to remove", "use --all, --older-than DURATION, --keep-storage SIZE or --cache-mounts");
   }
   const store = await StateRoot.open(stateRootDir(args.root));
+  if (args.cacheMounts) {
+    const removed = await new CacheMounts(store.dir, false).prune();
+    process.stdout.write(`removed ${removed} cache mounts\n`);
+    if (!args.all && args.olderThan === undefined && args.keepStorage === undefined) return;
+  }
   const result = await store.prune({
     ...(args.all ? { all: true } : {}),
     ...(args.olderThan !== undefined ? { olderThanMs: parseDuration(args.olderThan) } : {}),

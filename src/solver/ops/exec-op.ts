@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import type { ExecMount, ExecOp } from "../../llb/index.ts";
-import { resolveUser, runSandbox, type SandboxMount } from "../../runtime/index.ts";
+import { resolveUser, runSandbox, runWithOciRuntime, type OciRuntime, type SandboxMount, type SandboxSpec } from "../../runtime/index.ts";
+import type { CacheMounts } from "../cache-mounts.ts";
 import type { LayerInfo, StateRoot } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
 import { runCommand } from "./command.ts";
@@ -24,6 +24,9 @@ export interface ExecContext {
   signal: AbortSignal;
   /** Keep the last lines of output for the error message. */
   tail: () => string;
+  cacheMounts: CacheMounts;
+  /** Our sandbox, or the same spec handed to runc/crun (--runtime). */
+  runtime: "tsbuild" | OciRuntime;
 }
 
 export interface ExecResult {
@@ -39,6 +42,7 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   const upperDir = join(workDir, "upper");
   const rootfs = join(workDir, "rootfs");
   const mounted: string[] = [];
+  const releases: (() => Promise<void>)[] = [];
   const secretsDir = join("/dev/shm", `tsbuild-secrets-${process.pid}-${Date.now()}`);
   try {
     await mkdir(upperDir, { recursive: true });
@@ -50,22 +54,22 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
     const env = [...op.env];
     const mounts: SandboxMount[] = [];
     for (const [index, mount] of op.mounts.entries()) {
-      mounts.push(...(await sandboxMount(mount, index, { context, workDir, secretsDir, mounted, env })));
+      mounts.push(...(await sandboxMount(mount, index, { context, workDir, secretsDir, mounted, env, releases })));
     }
+    for (const device of op.devices ?? []) mounts.push({ type: "bind", source: device, destination: device });
     if (op.files && op.files.length > 0) mounts.push(await scriptFiles(op.files, workDir));
 
-    const result = await runSandbox(
-      {
-        process: { args: op.args, env, cwd: op.cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
-        rootfs,
-        hostname: "buildkitsandbox",
-        mounts,
-        network: op.network,
-        security: op.security,
+    const spec: SandboxSpec = {
+      process: { args: op.args, env, cwd: op.cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+      rootfs,
+      hostname: "buildkitsandbox",
+      mounts,
+      network: op.network,
+      security: op.security,
         etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
-      },
-      { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal },
-    );
+    };
+    const io = { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal };
+    const result = context.runtime === "tsbuild" ? await runSandbox(spec, io) : await runWithOciRuntime(context.runtime, spec, io);
     if (result.exitCode !== 0) {
       const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
       const tail = context.tail();
@@ -76,6 +80,7 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
     return { upperDir, workDir };
   } finally {
     for (const target of mounted.reverse()) await unmount(target);
+    for (const release of releases) await release();
     await rm(secretsDir, { recursive: true, force: true });
   }
 }
@@ -86,6 +91,8 @@ interface MountState {
   secretsDir: string;
   mounted: string[];
   env: string[];
+  /** Cache mounts to give back when the step ends. */
+  releases: (() => Promise<void>)[];
 }
 
 async function sandboxMount(mount: ExecMount, index: number, state: MountState): Promise<SandboxMount[]> {
@@ -94,7 +101,8 @@ async function sandboxMount(mount: ExecMount, index: number, state: MountState):
     case "tmpfs":
       return [{ type: "tmpfs", destination: mount.target, ...(mount.size ? { sizeBytes: mount.size } : {}) }];
     case "cache": {
-      const dir = await cacheMountDir(context.store, mount);
+      const { dir, release } = await context.cacheMounts.acquire(mount);
+      state.releases.push(release);
       const from = context.mountSource(mount.input);
       if (from && (await isEmptyDir(dir))) await seedCache(from, mount.source ?? "/", dir, workDir, index, state.mounted);
       return [{ type: "bind", source: dir, destination: mount.target, readonly: mount.readonly === true }];
@@ -144,16 +152,6 @@ async function viewOf(source: MountSource, writable: boolean, workDir: string, i
 async function seedCache(from: MountSource, subdir: string, dir: string, workDir: string, index: number, mounted: string[]): Promise<void> {
   const view = await viewOf(from, false, workDir, index, mounted);
   await runCommand("cp", ["-a", `${join(view, safeRelative(subdir))}/.`, dir]);
-}
-
-/** Cache mounts persist in the state root, keyed by id; never part of a layer or a cache key. */
-async function cacheMountDir(store: StateRoot, mount: ExecMount): Promise<string> {
-  const key = createHash("sha256").update(mount.id ?? mount.target).digest("hex").slice(0, 32);
-  const dir = join(store.dir, "cachemounts", key);
-  await mkdir(dir, { recursive: true });
-  if (mount.mode !== undefined) await chmod(dir, mount.mode);
-  if (mount.uid !== undefined || mount.gid !== undefined) await chown(dir, mount.uid ?? 0, mount.gid ?? 0);
-  return dir;
 }
 
 /** `RUN <<EOF` scripts with a shebang are files under /dev/pipes. */

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { LayerInfo } from "../store/index.ts";
+import { isProcessAlive } from "../store/process-liveness.ts";
 import { runCommand as run } from "./command.ts";
 
 /**
@@ -57,19 +58,9 @@ export async function unmountStale(dir: string): Promise<void> {
     .split("\n")
     .map((line) => line.split(" ")[4] ?? "")
     .filter((target) => target.startsWith(prefix))
-    .filter((target) => !isAlive(Number(target.slice(prefix.length).split("-")[0])))
+    .filter((target) => !isProcessAlive(Number(target.slice(prefix.length).split("-")[0])))
     .sort((a, b) => b.length - a.length);
   for (const target of targets) await unmount(target);
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** The kernel reads opaque directories from an xattr the layer store cannot set: set it before mounting. */
