@@ -40,6 +40,8 @@ export interface ContextFile {
   uid: number;
   gid: number;
   size: number;
+  /** Modification time (ms); copies keep it. Never part of a checksum. */
+  mtimeMs: number;
   /** The symlink's target as stored (only for symlinks). */
   linkTarget?: string;
   /** Absolute host path. */
@@ -457,6 +459,7 @@ export class LocalContext {
       uid: Number(stats.uid),
       gid: Number(stats.gid),
       size: Number(stats.size),
+      mtimeMs: Number(stats.mtimeMs),
       hostPath,
     };
     if (type === "symlink") file.linkTarget = this.readlink(hostPath);

@@ -89,10 +89,19 @@ describe("tsbuild build", () => {
     const files: Record<string, string> = { Dockerfile: "FROM scratch\nCOPY big/ /big/\nCOPY small.txt /\n", "small.txt": "s" };
     for (let i = 0; i < 400; i++) files[`big/file-${i}.bin`] = "x".repeat(20_000 + i);
     const dir = project(files);
-    const child = spawn(process.execPath, [bin, "build", "--progress", "plain", "--root", root, dir], { stdio: "ignore" });
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    child.kill("SIGKILL");
-    await new Promise((resolve) => child.once("exit", resolve));
+    // Kill it as soon as the big copy starts (the progress line says so).
+    const child = spawn(process.execPath, [bin, "build", "--progress", "plain", "--root", root, dir], { stdio: ["ignore", "ignore", "pipe"] });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    await new Promise<void>((resolve) => {
+      child.stderr.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes("COPY big/")) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+      child.once("exit", () => resolve());
+    });
+    await exited;
 
     const run = () =>
       new Promise<number | null>((resolve) => {

@@ -1,5 +1,6 @@
 import { chmod, copyFile, lchown, lstat, mkdir, symlink, utimes, writeFile, rm } from "node:fs/promises";
 import { posix, join } from "node:path";
+import pLimit from "p-limit";
 import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
 import type { LayeredFS } from "../store/index.ts";
 import { applyChmod } from "../chmod.ts";
@@ -23,6 +24,8 @@ interface Owner {
 }
 
 const ROOT: Owner = { uid: 0, gid: 0 };
+/** Copying is bound by per-file system calls, not bytes: keep many in flight. */
+const copyLimit = pLimit(32);
 
 /** Writes a file op's changes into a new layer directory (overlay upper-dir format). */
 export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<void> {
@@ -82,9 +85,12 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
     if (source.entry.type === "dir") {
       await writer.ensureDirectory(target, parentOwner);
       await writer.setMetadata(target, ownerOf(source.entry), modeOf(source.entry));
+      // Directories first, in order (parents before children); then the files, many at a time.
       for (const child of source.children) {
-        await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
+        if (child.type === "dir") await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
       }
+      const files = source.children.filter((child) => child.type !== "dir");
+      await Promise.all(files.map((child) => copyLimit(() => writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child)))));
     } else {
       // ADD: a local tar archive is unpacked into the destination instead of being copied.
       if (action.unpackArchives && source.entry.type === "file" && source.entry.hostPath !== undefined) {
@@ -116,6 +122,11 @@ function targetPath(source: MatchedSource, dest: string, destIsDirectory: boolea
 
 /** Writes into a layer directory, consulting the base filesystem for what exists below. */
 class LayerWriter {
+  /** Directories this op created where the base has nothing: their children need no existence checks. */
+  private readonly newDirectories = new Set<string>();
+  /** Paths this op wrote, so a later source writing the same path replaces it. */
+  private readonly written = new Set<string>();
+
   constructor(
     private readonly layerDir: string,
     private readonly base: LayeredFS,
@@ -166,6 +177,7 @@ class LayerWriter {
       } else {
         await chmod(host, mode);
         await lchown(host, owner.uid, owner.gid);
+        this.newDirectories.add(current);
       }
     }
   }
@@ -178,13 +190,17 @@ class LayerWriter {
 
   async writeEntry(path: string, entry: TreeEntry, owner: Owner, mode: number): Promise<void> {
     const host = this.hostPath(path);
-    const existing = await lstat(host).catch(() => undefined);
+    // In a directory this op created where the base had none, nothing can be in the way.
+    const parentIsNew = this.newDirectories.has(posix.dirname(path)) && !this.written.has(path);
+    const existing = parentIsNew ? undefined : await lstat(host).catch(() => undefined);
+    this.written.add(path);
     if (entry.type === "dir") {
       if (!existing?.isDirectory()) {
         if (existing) await rm(host, { recursive: true, force: true });
-        const below = await this.base.lstat(path);
+        const below = parentIsNew ? undefined : await this.base.lstat(path);
         if (below && below.type !== "dir") throw new BuildStepError(`cannot copy directory to ${path}: a file is in the way`);
         await mkdir(host);
+        if (!below) this.newDirectories.add(path);
       }
       await this.setMetadata(path, owner, mode);
       return;
@@ -192,13 +208,15 @@ class LayerWriter {
     if (existing) await rm(host, { recursive: true, force: true });
     if (entry.type === "symlink") {
       await symlink(entry.linkTarget ?? "", host);
-      await lchown(host, owner.uid, owner.gid);
+      if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
       return;
     }
     if (!entry.hostPath) throw new BuildStepError(`cannot read ${path}: its content is not available`);
+    // copyFile gives the copy the source's mode and us as owner: change only what differs.
     await copyFile(entry.hostPath, host);
-    const source = await lstat(entry.hostPath);
-    await this.setMetadata(path, owner, mode);
-    await utimes(host, source.atime, source.mtime);
+    if ((mode & 0o7777) !== (entry.mode & 0o7777)) await chmod(host, mode & 0o7777);
+    if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+    const mtime = entry.mtimeMs ?? (await lstat(entry.hostPath)).mtimeMs;
+    await utimes(host, mtime / 1000, mtime / 1000);
   }
 }

@@ -13,6 +13,8 @@ export interface TreeEntry {
   uid: number;
   gid: number;
   linkTarget?: string;
+  /** Modification time to keep on the copy, when known. */
+  mtimeMs?: number;
   /** Where a file's content is on the host. */
   hostPath?: string;
 }
@@ -49,6 +51,7 @@ function fromSelected(selected: SelectedEntry): MatchedSource {
     mode: file.mode,
     uid: file.uid,
     gid: file.gid,
+    mtimeMs: file.mtimeMs,
     ...(file.linkTarget !== undefined ? { linkTarget: file.linkTarget } : {}),
     hostPath: file.hostPath,
   });
@@ -109,7 +112,7 @@ export class LayerTree implements SourceTree {
   private async entry(path: string, relative: string): Promise<TreeEntry | undefined> {
     const stat = await this.fs.lstat(path);
     if (!stat || (stat.type !== "file" && stat.type !== "dir" && stat.type !== "symlink")) return undefined;
-    const entry: TreeEntry = { path: relative, type: stat.type, mode: stat.mode, uid: stat.uid, gid: stat.gid };
+    const entry: TreeEntry = { path: relative, type: stat.type, mode: stat.mode, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
     if (stat.type === "symlink") entry.linkTarget = stat.linkTarget ?? (await this.fs.readlink(path));
     if (stat.type === "file") {
       const hostPath = await this.fs.hostPath(path);

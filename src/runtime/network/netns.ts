@@ -1,0 +1,92 @@
+/**
+ * Named network namespaces, made as `ip netns add` makes them: an empty file
+ * with the namespace (/proc/<pid>/ns/net) bind-mounted on it, in a directory
+ * that is a shared mount point of its own so that the bind mounts propagate
+ * into (and their removal out of) mount namespaces created meanwhile.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir, open, rm } from "node:fs/promises";
+import { NetworkError, errnoCode } from "./errors.ts";
+
+function run(command: string, args: string[]): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { encoding: "utf8" }, (error, stdout, stderr) => {
+      resolve({ ok: !error, output: `${stdout}${stderr}`.trim() || (error ? error.message : "") });
+    });
+  });
+}
+
+/** Mount points (field 5 of mountinfo, with its octal escapes decoded). */
+function mountPoints(): Set<string> {
+  const points = new Set<string>();
+  let text = "";
+  try {
+    text = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return points;
+  }
+  for (const line of text.split("\n")) {
+    const field = line.split(" ")[4];
+    if (field) points.add(field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+  }
+  return points;
+}
+
+export function isMountPoint(path: string): boolean {
+  return mountPoints().has(path);
+}
+
+const preparedDirs = new Set<string>();
+
+/** Creates `dir` and makes it a shared mount point, once per process (callers hold the network lock). */
+export async function prepareNetnsDir(dir: string): Promise<void> {
+  if (preparedDirs.has(dir)) return;
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  if (!isMountPoint(dir)) {
+    const bind = await run("mount", ["--bind", dir, dir]);
+    if (!bind.ok) throw new NetworkError("NETNS_FAILED", `cannot bind-mount ${dir} onto itself: ${bind.output}`, { hint: "network namespaces need root" });
+  }
+  const shared = await run("mount", ["--make-shared", dir]);
+  if (!shared.ok) throw new NetworkError("NETNS_FAILED", `cannot make ${dir} a shared mount: ${shared.output}`, { hint: "network namespaces need root" });
+  preparedDirs.add(dir);
+}
+
+/** Creates a new network namespace held by the file `path` (which must not exist). */
+export async function createNetns(path: string): Promise<void> {
+  try {
+    const handle = await open(path, "wx", 0o444);
+    await handle.close();
+  } catch (error) {
+    if (errnoCode(error) === "EEXIST") {
+      throw new NetworkError("ALREADY_ATTACHED", `the network namespace ${path} exists already`, {
+        hint: "give each attachment its own id; a leftover of a crash is removed by the next clean-up",
+      });
+    }
+    throw new NetworkError("NETNS_FAILED", `cannot create ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  // util-linux's unshare bind-mounts the new namespace on the file, as `ip netns add` does
+  const made = await run("unshare", [`--net=${path}`, "true"]);
+  if (!made.ok) {
+    await rm(path, { force: true });
+    throw new NetworkError("NETNS_FAILED", `cannot create the network namespace ${path}: ${made.output}`, {
+      hint: "network namespaces need root and util-linux's unshare (apt-get install util-linux)",
+    });
+  }
+}
+
+/** Unmounts and removes a namespace file; nothing to do when it is gone. */
+export async function removeNetns(path: string): Promise<void> {
+  // a file can carry several stacked mounts (two racing creators): unmount them all
+  for (let i = 0; i < 8 && isMountPoint(path); i++) {
+    const unmounted = await run("umount", ["--lazy", path]);
+    if (!unmounted.ok && isMountPoint(path)) {
+      throw new NetworkError("NETNS_FAILED", `cannot unmount the network namespace ${path}: ${unmounted.output}`);
+    }
+  }
+  try {
+    await rm(path, { force: true });
+  } catch (error) {
+    throw new NetworkError("NETNS_FAILED", `cannot remove ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
