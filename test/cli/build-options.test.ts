@@ -81,18 +81,19 @@ describe("build options", () => {
     for (let i = 0; i < 2000; i++) files[`big/f${i}`] = "y".repeat(5_000);
     const dir = project(files);
     const child = spawn(process.execPath, [bin, "build", "--root", root, "--progress", "plain", dir], { stdio: ["ignore", "ignore", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
-        if (stderr.includes("COPY big/")) {
+        if (stderr.includes("COPY big/") || child.exitCode !== null) {
           clearInterval(poll);
           resolve();
         }
       }, 5);
     });
     child.kill("SIGINT");
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const code = await exited;
     // The copy may finish before the signal lands; either way the store must stay consistent.
     expect([0, 130]).toContain(code);
     if (code === 130) expect(stderr).toContain("build cancelled");
