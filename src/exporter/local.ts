@@ -1,5 +1,6 @@
 import { constants as fsConstants, type Stats } from "node:fs";
-import { chmod, chown, copyFile, lchown, link, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes } from "node:fs/promises";
+import { chmod, chown, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink, rm, symlink, unlink, utimes } from "node:fs/promises";
+import pLimit from "p-limit";
 import { join } from "node:path";
 import type { LayerSource } from "./layer-blob.ts";
 import { makeSpecialNodes, type SpecialNode } from "./mknod.ts";
@@ -28,6 +29,9 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
   const isRoot = process.getuid?.() === 0;
   const chownTo = options.preserveOwnership === true;
   await mkdir(dest, { recursive: true });
+  // Into an empty directory nothing can be in the way: skip the per-file checks.
+  const destWasEmpty = (await readdir(dest)).length === 0;
+  const copies: (() => Promise<void>)[] = [];
 
   /** Paths a layer above made final (a file, symlink, whiteout...): lower layers' entries there, and below, are hidden. */
   const hidden = new Set<string>();
@@ -61,7 +65,7 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
       }
       newHidden.push(path);
       if (madeDirs.has(path) || entry.kind === "whiteout" || entry.kind === "socket") return;
-      await removeExisting(target);
+      if (!destWasEmpty) await removeExisting(target);
       const first = entry.kind === "file" && stat.nlink > 1 ? await linkKey(entry, links, target) : undefined;
       if (first !== undefined) {
         await link(first, target);
@@ -69,15 +73,18 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
       }
       switch (entry.kind) {
         case "file":
-          await copyFile(entry.abs, target, fsConstants.COPYFILE_FICLONE);
-          if (chownTo) await chown(target, stat.uid, stat.gid);
-          await chmod(target, stat.mode & 0o7777);
-          await utimes(target, stat.atime, stat.mtime);
+          // Each path is written once (upper layers first), so copies can run side by side;
+          // copyFile gives the copy the source's mode.
+          // A hard-linked file is copied now: later links of this layer point at it.
+          if (stat.nlink > 1) await copyOne(entry.abs, target, stat, chownTo);
+          else copies.push(() => copyOne(entry.abs, target, stat, chownTo));
           return;
         case "symlink":
-          await symlink(await readlink(entry.abs), target);
-          if (chownTo) await lchown(target, stat.uid, stat.gid);
-          await lutimes(target, stat.atime, stat.mtime);
+          copies.push(async () => {
+            await symlink(await readlink(entry.abs), target);
+            if (chownTo) await lchown(target, stat.uid, stat.gid);
+            await lutimes(target, stat.atime, stat.mtime);
+          });
           return;
         case "fifo":
         case "char":
@@ -90,6 +97,7 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
         }
       }
     });
+    await Promise.all(copies.splice(0).map((copy) => copyLimit(copy)));
     for (const path of newHidden) hidden.add(path);
     for (const dir of opaque) opaqueAbove.add(dir);
   }
@@ -106,6 +114,17 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
     await utimes(abs, stat.atime, stat.mtime);
   }
 }
+
+async function copyOne(source: string, target: string, stat: Stats, chownTo: boolean): Promise<void> {
+  await copyFile(source, target, fsConstants.COPYFILE_FICLONE);
+  if (chownTo) await chown(target, stat.uid, stat.gid);
+  // Writing the content clears setuid/setgid (and chown does too): set them again.
+  if ((stat.mode & 0o6000) !== 0) await chmod(target, stat.mode & 0o7777);
+  await utimes(target, stat.atime, stat.mtime);
+}
+
+/** Copies are bound by per-file system calls: keep many in flight. */
+const copyLimit = pLimit(32);
 
 async function linkKey(entry: LayerDirEntry, links: Map<string, string>, target: string): Promise<string | undefined> {
   const exact = await lstat(entry.abs, { bigint: true });

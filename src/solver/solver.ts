@@ -12,6 +12,7 @@ import { commitUpperDir } from "./ops/commit.ts";
 import { runExecOp, type MountSource } from "./ops/exec-op.ts";
 import { StepLog } from "./step-log.ts";
 import { CacheMounts } from "./cache-mounts.ts";
+import { layerSelectionChecksum } from "./selection-checksum.ts";
 import { ContextTree, LayerTree, type SourceTree } from "./ops/source-tree.ts";
 
 /** What a vertex produced: a stack of layers, or a local directory that COPY reads from. */
@@ -228,16 +229,24 @@ export class Solver {
   private async fileOpCacheKey(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<{ cacheKey: string; selections: Map<CopyAction, Selection> }> {
     const contextChecksums: string[] = [];
     const selections = new Map<CopyAction, Selection>();
+    // Sources copied from other stages or images count by what is copied, not by how it was made.
+    const inputKeys: (string | null)[] = inputs.map((input) => input.cacheKey);
     for (const action of op.actions) {
       if (action.action !== "copy") continue;
       const input = inputs[action.sourceInput];
+      if (input?.kind === "layers" && action.sourceInput > 0) {
+        inputKeys[action.sourceInput] = null;
+        contextChecksums.push(await layerSelectionChecksum(this.options.store, input.layers, action.sources, action.excludes ?? []));
+        continue;
+      }
       if (input?.kind !== "context") continue;
       const selection = await input.context.select(action.sources, contextSelectOptions(action, vertex));
       selections.set(action, selection);
       // Context files are written root-owned (or --chown'd): their host owner never reaches the image.
       contextChecksums.push(await input.context.checksum(selection, { ignoreMode: action.chmod !== undefined, ignoreOwner: true }));
     }
-    const cacheKey = sha256(canonicalJson({ vertex: vertex.digest, inputs: inputs.map((input) => input.cacheKey), contextChecksums }));
+    // The op itself, not the vertex digest: that one names the input vertices, which content-based inputs replace.
+    const cacheKey = sha256(canonicalJson({ op: vertex.op, inputs: inputKeys, contextChecksums }));
     return { cacheKey, selections };
   }
 

@@ -73,6 +73,7 @@ describe("images tsbuild builds", () => {
         "WORKDIR $APP",
         "COPY --chown=app:staff --exclude=*.md src/ ./",
         "COPY --chmod=u+x,go+rx tool.sh bin/",
+        "COPY --chmod=4755 --chown=app tool.sh /usr/local/bin/suid",
         "COPY --link src/main.txt /linked/",
         "LABEL org.opencontainers.image.version=$VERSION maintainer=me",
         "USER app",
@@ -111,6 +112,8 @@ describe("images tsbuild builds", () => {
     // A local export leaves files to the user who exports (as BuildKit's does); the layers keep the owners.
     const listing = image.layers.map((layer) => execFileSync("tar", ["--numeric-owner", "-tvzf", layer.path], { encoding: "utf8" })).join("");
     expect(listing).toMatch(/1000\/50 +\d+ \S+ \S+ srv\/app\/lib\/util\.txt/);
+    // setuid survives the copy and the chown (both clear it in the kernel unless set again).
+    expect(listing).toMatch(/-rwsr-xr-x 1000\/1000 +\d+ \S+ \S+ usr\/local\/bin\/suid/);
     expect(existsSync(join(rootfs, "srv", "app", "notes.md"))).toBe(false);
     expect(lstatSync(join(rootfs, "srv", "app", "bin", "tool.sh")).mode & 0o777).toBe(0o755);
     expect(readFileSync(join(rootfs, "linked", "main.txt"), "utf8")).toBe("main");

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bin, project, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
@@ -23,10 +23,25 @@ describe("build options", () => {
     expect(ranSteps(tsbuild(["build", "--root", root, "--progress", "plain", "--no-cache", dir]).stderr)).toBe(3);
     const filtered = tsbuild(["build", "--root", root, "--progress", "plain", "--no-cache-filter", "a", dir]).stderr;
     const stepNumber = (name: string) => new RegExp(`#(\\d+) \\[${name}`).exec(filtered)?.[1];
-    // Stage a runs again, and so does what copies from it; the rest of the final stage stays cached.
+    // Stage a runs again; what copies from it stays cached because the files it copies are the same.
     expect(filtered).toContain(`#${stepNumber("a 2/2\\] COPY a")} DONE`);
-    expect(filtered).toContain(`#${stepNumber("stage-1 3/3\\] COPY --from=a")} DONE`);
+    expect(filtered).toContain(`#${stepNumber("stage-1 3/3\\] COPY --from=a")} CACHED`);
     expect(filtered).toContain(`#${stepNumber("stage-1 2/3\\] COPY b")} CACHED`);
+  });
+
+  it("keeps COPY --from cached when the stage reran but the copied files are the same", () => {
+    const root = temp("root");
+    const dir = project({
+      Dockerfile: "FROM scratch AS build\nCOPY src/ /src/\nFROM scratch\nCOPY --from=build /src/keep.txt /keep.txt\nCOPY --from=build /src/other.txt /other.txt\n",
+      "src/keep.txt": "keep",
+      "src/other.txt": "one",
+    });
+    expect(ranSteps(tsbuild(["build", "--root", root, "--progress", "plain", dir]).stderr)).toBe(3);
+    writeFileSync(join(dir, "src", "other.txt"), "two");
+    const rebuilt = tsbuild(["build", "--root", root, "--progress", "plain", dir]).stderr;
+    expect(rebuilt).toMatch(/\[build 2\/2\] COPY src\/ \/src\/\n#\d+ DONE/);
+    expect(rebuilt).toMatch(/COPY --from=build \/src\/keep\.txt \/keep\.txt\n#\d+ CACHED/);
+    expect(rebuilt).toMatch(/COPY --from=build \/src\/other\.txt \/other\.txt\n#\d+ DONE/);
   });
 
   it("reads the Dockerfile from standard input with -f -", () => {

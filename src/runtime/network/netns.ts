@@ -20,7 +20,7 @@ function run(command: string, args: string[]): Promise<{ ok: boolean; output: st
 /** Mount points (field 5 of mountinfo, with its octal escapes decoded). */
 function mountPoints(): Set<string> {
   const points = new Set<string>();
-  let text = "";
+  let text: string;
   try {
     text = readFileSync("/proc/self/mountinfo", "utf8");
   } catch {

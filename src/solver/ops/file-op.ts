@@ -214,8 +214,9 @@ class LayerWriter {
     if (!entry.hostPath) throw new BuildStepError(`cannot read ${path}: its content is not available`);
     // copyFile gives the copy the source's mode and us as owner: change only what differs.
     await copyFile(entry.hostPath, host);
-    if ((mode & 0o7777) !== (entry.mode & 0o7777)) await chmod(host, mode & 0o7777);
     if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+    // Writing the content and chown clear setuid/setgid: set the mode after them when it matters.
+    if ((mode & 0o7777) !== (entry.mode & 0o7777) || (mode & 0o6000) !== 0) await chmod(host, mode & 0o7777);
     const mtime = entry.mtimeMs ?? (await lstat(entry.hostPath)).mtimeMs;
     await utimes(host, mtime / 1000, mtime / 1000);
   }
