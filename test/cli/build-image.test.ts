@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +55,10 @@ describe("images tsbuild builds", () => {
     writeFileSync(join(context, "src", "lib", "util.txt"), "util");
     writeFileSync(join(context, "src", "notes.md"), "notes");
     writeFileSync(join(context, "tool.sh"), "#!/bin/sh\n", { mode: 0o644 });
+    // Enough files that the copy goes through tar.
+    mkdirSync(join(context, "many", "nested"), { recursive: true });
+    for (let i = 0; i < 80; i++) writeFileSync(join(context, "many", i % 2 ? "nested" : "", `f${i}.${i % 10 === 0 ? "skip" : "txt"}`), `file ${i}`);
+    symlinkSync("f2.txt", join(context, "many", "link"));
     writeFileSync(
       join(context, "Dockerfile"),
       [
@@ -75,6 +79,7 @@ describe("images tsbuild builds", () => {
         "COPY --chmod=u+x,go+rx tool.sh bin/",
         "COPY --chmod=4755 --chown=app tool.sh /usr/local/bin/suid",
         "COPY --link src/main.txt /linked/",
+        "COPY --chown=app:staff --chmod=640 --exclude=*.skip many/ /many/",
         "LABEL org.opencontainers.image.version=$VERSION maintainer=me",
         "USER app",
         "EXPOSE 8000-8001 9000/udp",
@@ -112,6 +117,10 @@ describe("images tsbuild builds", () => {
     // A local export leaves files to the user who exports (as BuildKit's does); the layers keep the owners.
     const listing = image.layers.map((layer) => execFileSync("tar", ["--numeric-owner", "-tvzf", layer.path], { encoding: "utf8" })).join("");
     expect(listing).toMatch(/1000\/50 +\d+ \S+ \S+ srv\/app\/lib\/util\.txt/);
+    expect(listing).toMatch(/-rw-r----- 1000\/50 +\d+ \S+ \S+ many\/nested\/f1\.txt/);
+    expect(listing).toMatch(/l\S+ 1000\/50 .* many\/link -> f2\.txt/);
+    expect(listing).not.toContain(".skip");
+    expect(readFileSync(join(rootfs, "many", "f2.txt"), "utf8")).toBe("file 2");
     // setuid survives the copy and the chown (both clear it in the kernel unless set again).
     expect(listing).toMatch(/-rwsr-xr-x 1000\/1000 +\d+ \S+ \S+ usr\/local\/bin\/suid/);
     expect(existsSync(join(rootfs, "srv", "app", "notes.md"))).toBe(false);

@@ -8,6 +8,7 @@ import { BuildStepError } from "../errors.ts";
 import { resolveOwner } from "../users.ts";
 import type { MatchedSource, SourceTree, TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
+import { copyWithTar } from "./tar-copy.ts";
 
 export interface FileOpContext {
   /** The new layer's directory: everything the op writes goes here. */
@@ -24,6 +25,8 @@ interface Owner {
 }
 
 const ROOT: Owner = { uid: 0, gid: 0 };
+/** From this many entries on, a context directory is copied with tar. */
+const TAR_COPY_THRESHOLD = 64;
 /** Copying is bound by per-file system calls, not bytes: keep many in flight. */
 const copyLimit = pLimit(32);
 
@@ -85,6 +88,17 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
     if (source.entry.type === "dir") {
       await writer.ensureDirectory(target, parentOwner);
       await writer.setMetadata(target, ownerOf(source.entry), modeOf(source.entry));
+      if (!tree.keepsOwnership && source.children.length >= TAR_COPY_THRESHOLD && source.entry.hostPath) {
+        // A large directory from the context: one tar pipeline instead of a system call per file.
+        await copyWithTar({
+          fromDir: source.entry.hostPath,
+          paths: source.children.map((child) => child.path),
+          toDir: writer.hostPath(target),
+          owner: chownOwner ?? ROOT,
+          ...(action.chmod ? { chmod: action.chmod } : {}),
+        });
+        continue;
+      }
       // Directories first, in order (parents before children); then the files, many at a time.
       for (const child of source.children) {
         if (child.type === "dir") await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
