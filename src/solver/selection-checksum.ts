@@ -4,7 +4,7 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pLimit from "p-limit";
 import { canonicalJson, sha256 } from "../llb/index.ts";
-import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
+import type { LayerInfo, StateRoot } from "./store/index.ts";
 import { LayerTree, type TreeEntry } from "./ops/source-tree.ts";
 
 const hashLimit = pLimit(8);
@@ -28,7 +28,7 @@ export async function layerSelectionChecksum(
   const remembered = await readFile(memoPath, "utf8").catch(() => undefined);
   if (remembered?.startsWith("sha256:")) return remembered;
 
-  const matched = await new LayerTree(new LayeredFS(layers)).match(sources, excludes);
+  const matched = await new LayerTree(layers).match(sources, excludes);
   const records = await Promise.all(
     matched.flatMap((source) =>
       [source.entry, ...source.children].map((entry) => hashLimit(() => entryRecord(source.source, entry))),

@@ -255,7 +255,7 @@ export class Solver {
       if (!selection) throw new Error("a copy from a local context was not selected");
       return new ContextTree(selection);
     }
-    return new LayerTree(new LayeredFS(input?.layers ?? []));
+    return new LayerTree(input?.layers ?? []);
   }
 
   private emit(event: { type: "start" | "cached"; vertex: string; name: string } | { type: "done"; vertex: string; name: string; durationMs: number }): void {

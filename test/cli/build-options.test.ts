@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -42,6 +42,24 @@ describe("build options", () => {
     expect(rebuilt).toMatch(/\[build 2\/2\] COPY src\/ \/src\/\n#\d+ DONE/);
     expect(rebuilt).toMatch(/COPY --from=build \/src\/keep\.txt \/keep\.txt\n#\d+ CACHED/);
     expect(rebuilt).toMatch(/COPY --from=build \/src\/other\.txt \/other\.txt\n#\d+ DONE/);
+  });
+
+  it("copies large directories from another stage, owners and modes kept", () => {
+    const files: Record<string, string> = { Dockerfile: "FROM scratch AS a\nCOPY --chown=7:8 many/ /m/\nCOPY extra.txt /m/sub/\nFROM scratch\nCOPY --from=a /m/ /copy/\n", "extra.txt": "extra" };
+    for (let i = 0; i < 120; i++) files[`many/${i % 3 ? "sub/" : ""}f${i}`] = `n${i}`;
+    const dir = project(files);
+    const layout = join(temp("layout"), "image");
+    const dest = temp("out");
+    const result = tsbuild(["build", "--root", temp("root"), "--progress", "quiet", "-o", dest, "-o", `type=oci-layout,dest=${layout}`, dir]);
+    expect(result.stderr).toBe("");
+    expect(readdirSync(join(dest, "copy", "sub"))).toHaveLength(81);
+    expect(readFileSync(join(dest, "copy", "sub", "extra.txt"), "utf8")).toBe("extra");
+    expect(readFileSync(join(dest, "copy", "f0"), "utf8")).toBe("n0");
+    const listing = readdirSync(join(layout, "blobs", "sha256"))
+      .map((blob) => spawnSync("tar", ["--numeric-owner", "-tvzf", join(layout, "blobs", "sha256", blob)], { encoding: "utf8" }).stdout ?? "")
+      .join("");
+    expect(listing).toMatch(/7\/8 +\d+ \S+ \S+ copy\/sub\/f1\n/);
+    expect(listing).toMatch(/0\/0 +\d+ \S+ \S+ copy\/sub\/extra\.txt\n/);
   });
 
   it("reads the Dockerfile from standard input with -f -", () => {

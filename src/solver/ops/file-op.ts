@@ -1,14 +1,15 @@
 import { chmod, copyFile, lchown, lstat, mkdir, symlink, utimes, writeFile, rm } from "node:fs/promises";
-import { posix, join } from "node:path";
+import { dirname, join, posix } from "node:path";
 import pLimit from "p-limit";
 import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
 import type { LayeredFS } from "../store/index.ts";
 import { applyChmod } from "../chmod.ts";
 import { BuildStepError } from "../errors.ts";
 import { resolveOwner } from "../users.ts";
-import type { MatchedSource, SourceTree, TreeEntry } from "./source-tree.ts";
+import { LayerTree, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
+import { mountOverlay, unmount } from "./overlay.ts";
 
 export interface FileOpContext {
   /** The new layer's directory: everything the op writes goes here. */
@@ -99,6 +100,14 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
         });
         continue;
       }
+      if (tree instanceof LayerTree && source.children.length >= TAR_COPY_THRESHOLD) {
+        // A large directory of another stage: the kernel merges its layers (a read-only overlay), tar copies.
+        await copyFromLayersWithTar(tree, source, writer.hostPath(target), join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
+          ...(chownOwner ? { owner: chownOwner } : {}),
+          ...(action.chmod ? { chmod: action.chmod } : {}),
+        });
+        continue;
+      }
       // Directories first, in order (parents before children); then the files, many at a time.
       for (const child of source.children) {
         if (child.type === "dir") await writer.writeEntry(posix.join(target, child.path), child, ownerOf(child), modeOf(child));
@@ -122,6 +131,25 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
       await writer.ensureDirectory(posix.dirname(target), parentOwner);
       await writer.writeEntry(target, source.entry, ownerOf(source.entry), modeOf(source.entry));
     }
+  }
+}
+
+let mountCount = 0;
+
+async function copyFromLayersWithTar(
+  tree: LayerTree,
+  source: MatchedSource,
+  toDir: string,
+  mountDir: string,
+  options: { owner?: Owner; chmod?: string },
+): Promise<void> {
+  const view = join(mountDir, "view");
+  await mountOverlay({ lower: tree.layers, target: view, emptyDir: join(mountDir, "empty") });
+  try {
+    await copyWithTar({ fromDir: join(view, source.source), paths: source.children.map((child) => child.path), toDir, ...options });
+  } finally {
+    await unmount(view);
+    await rm(mountDir, { recursive: true, force: true });
   }
 }
 

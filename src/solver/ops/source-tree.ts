@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import type { SelectedEntry, Selection } from "../../context/index.ts";
 import { IgnoreMatcher, hasMeta, matchPath, parseDockerignore } from "../../parser/index.ts";
-import type { LayeredFS } from "../store/index.ts";
+import { LayeredFS, type LayerInfo } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
 
 /** One file, directory or symlink that a COPY reads. */
@@ -61,7 +61,15 @@ function fromSelected(selected: SelectedEntry): MatchedSource {
 /** Sources from a layered filesystem (COPY --from a stage or an image). */
 export class LayerTree implements SourceTree {
   readonly keepsOwnership = true;
-  constructor(private readonly fs: LayeredFS) {}
+  /** The layers behind `fs`, for copies that mount them instead of walking them. */
+  readonly layers: readonly LayerInfo[];
+
+  constructor(layers: readonly LayerInfo[]) {
+    this.layers = layers;
+    this.fs = new LayeredFS(layers);
+  }
+
+  private readonly fs: LayeredFS;
 
   async match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
     const exclude = excludes.length > 0 ? new IgnoreMatcher(parseDockerignore(excludes.join("\n"), "--exclude")) : undefined;

@@ -12,12 +12,13 @@ export function copyWithTar(options: {
   fromDir: string;
   paths: readonly string[];
   toDir: string;
-  owner: { uid: number; gid: number };
+  /** Absent: keep the files' own owners. */
+  owner?: { uid: number; gid: number };
   chmod?: string;
 }): Promise<void> {
   const createArgs = [
     "--create", "--file=-", "--numeric-owner",
-    `--owner=${options.owner.uid}`, `--group=${options.owner.gid}`,
+    ...(options.owner ? [`--owner=${options.owner.uid}`, `--group=${options.owner.gid}`] : []),
     ...(options.chmod ? [`--mode=${options.chmod}`] : []),
     `--directory=${options.fromDir}`, "--no-recursion", "--null", "--files-from=-",
   ];
