@@ -80,11 +80,10 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     const result = await solver.solve(definition.root);
     if (result.kind !== "layers") throw new UserError("the build produced no filesystem");
     const summary = await exportOutputs({ outputs, definition, result, store, tags: args.tag, solver, signal: controller.signal });
+    // Through the renderer: rawjson stays JSON, quiet stays quiet, tty draws them last.
+    for (const line of summary) progress.note(line);
+    if (outputs.length === 0) progress.note("note: no output requested: the result is only in the build cache (use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)");
     progress.finish();
-    if (args.progress !== "quiet") for (const line of summary) process.stderr.write(`${line}\n`);
-    if (outputs.length === 0 && args.progress !== "quiet") {
-      process.stderr.write("note: no output requested: the result is only in the build cache (use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)\n");
-    }
     return EXIT.ok;
   } catch (error) {
     progress.finish();

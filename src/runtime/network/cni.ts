@@ -137,7 +137,7 @@ function runBinary(path: string, env: NodeJS.ProcessEnv, input: string, timeoutM
     const err: Buffer[] = [];
     let failure: Error | undefined;
     const timer = setTimeout(() => {
-      failure = new Error(`no answer after ${Math.round(timeoutMs / 1000)} s`);
+      failure = new Error(`no answer after ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`);
       child.kill("SIGKILL");
     }, timeoutMs);
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
