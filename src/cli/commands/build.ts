@@ -35,7 +35,7 @@ export const buildCommand = {
   describe: "Build an image from a Dockerfile",
   builder: (yargs: Argv) =>
     yargs
-      .positional("context", { type: "string", demandOption: true, describe: "The build context: a local directory" })
+      .positional("context", { type: "string", demandOption: true, describe: "The build context: a directory, - (a tar archive on standard input), an http(s) tarball URL or a git URL (URL#ref:subdir)" })
       .option("file", { alias: "f", type: "string", describe: "The Dockerfile (default: CONTEXT/Dockerfile; - for standard input)" })
       .option("tag", { alias: "t", ...list, describe: "Name the image (name:tag); recorded in OCI outputs" })
       .option("build-arg", { ...list, describe: "Set a build argument: KEY=VALUE, or KEY to take it from the environment" })

@@ -1,8 +1,9 @@
 import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Writable } from "node:stream";
 import type { ExecMount, ExecOp } from "../../llb/index.ts";
-import { resolveUser, runSandbox, runWithOciRuntime, type OciRuntime, type SandboxMount, type SandboxSpec } from "../../runtime/index.ts";
+import { defaultHostsFile, resolveUser, runSandbox, runWithOciRuntime, type OciRuntime, type SandboxMount, type SandboxSpec } from "../../runtime/index.ts";
+import { attachDefaultNetwork, defaultNetworkResolvConf } from "../../runtime/network/index.ts";
 import type { CacheMounts } from "../cache-mounts.ts";
 import type { LayerInfo, StateRoot } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
@@ -69,7 +70,16 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
         etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
     };
     const io = { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal };
-    const result = context.runtime === "tsbuild" ? await runSandbox(spec, io) : await runWithOciRuntime(context.runtime, spec, io);
+    // --- network: "default" runs in a namespace attached to the CNI bridge, released right after the command ---
+    const network = op.network === "default" ? await attachDefaultNetwork({ stateDir: context.store.dir, id: basename(workDir) }) : undefined;
+    if (network) {
+      spec.netnsPath = network.netnsPath;
+      spec.etc = { ...spec.etc, resolvConf: defaultNetworkResolvConf(spec.etc?.resolvConf ?? ""), hosts: defaultHostsFile("buildkitsandbox") };
+    }
+    const result = await (context.runtime === "tsbuild" ? runSandbox(spec, io) : runWithOciRuntime(context.runtime, spec, io)).finally(() =>
+      network?.release().catch((error: unknown) => void context.output.stderr.write(`warning: ${(error as Error).message}\n`)),
+    );
+    // --- end of network ---
     if (result.exitCode !== 0) {
       const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
       const tail = context.tail();
