@@ -128,47 +128,25 @@ export class Solver {
     const [base = EMPTY, ...sources] = inputs;
     if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
     const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
-    const reused = await this.cached(vertex, cacheKey, base);
-    if (reused) return reused;
-
-    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
-    const started = Date.now();
-    // Bypassing the cache must really run the op: a fresh layer id, and a result key of its own so that users of it run again too.
-    const bypass = this.options.noCache || vertex.ignoreCache === true;
-    const layerId = cacheKey.replace(/^sha256:/, "") + (bypass ? `-${randomUUID().slice(0, 8)}` : "");
-    const layer = await this.limit(async () => {
-      this.throwIfCancelled();
-      return this.options.store.createLayer(layerId, (layerDir) =>
+    return this.layerStep(vertex, base, cacheKey, (layerId) =>
+      this.options.store.createLayer(layerId, (layerDir) =>
         applyFileOp(op, {
           layerDir,
           base: new LayeredFS(base.layers),
           source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action)),
         }),
-      );
-    });
-    this.executed.push(vertex.digest);
-    const layers = [...base.layers, layer];
-    await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
-    this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
-    return { kind: "layers", layers, cacheKey: bypass ? sha256(`${cacheKey} ${layerId}`) : cacheKey };
+      ),
+    );
   }
 
   private async execOp(vertex: Vertex, op: ExecOp, inputs: SolveResult[]): Promise<SolveResult> {
     const [base = EMPTY] = inputs;
     if (base.kind !== "layers") throw new Error("a RUN step cannot run on a local context");
     const cacheKey = await this.execCacheKey(vertex, op, inputs);
-    const reused = await this.cached(vertex, cacheKey, base);
-    if (reused) return reused;
-
-    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
-    const started = Date.now();
-    const bypass = this.options.noCache || vertex.ignoreCache === true;
-    const layerId = cacheKey.replace(/^sha256:/, "") + (bypass ? `-${randomUUID().slice(0, 8)}` : "");
-    const log = await StepLog.open(this.options.store, vertex, (stream, data) =>
-      this.options.listener({ type: "log", vertex: vertex.digest, time: Date.now(), stream, data }),
-    );
-    const layer = await this.limit(async () => {
-      this.throwIfCancelled();
+    return this.layerStep(vertex, base, cacheKey, async (layerId) => {
+      const log = await StepLog.open(this.options.store, vertex, (stream, data) =>
+        this.options.listener({ type: "log", vertex: vertex.digest, time: Date.now(), stream, data }),
+      );
       let result: Awaited<ReturnType<typeof runExecOp>> | undefined;
       try {
         result = await runExecOp(op, {
@@ -191,6 +169,30 @@ export class Solver {
         await log.close();
         if (result) await rm(result.workDir, { recursive: true, force: true });
       }
+    });
+  }
+
+  /**
+   * A step that adds one layer: reuse a recorded result, or make the layer
+   * (`make` gets the layer id), record it and report progress. Bypassing the
+   * cache must really run the step: a fresh layer id, and a result key of its
+   * own so that the steps built on it run again too.
+   */
+  private async layerStep(
+    vertex: Vertex,
+    base: SolveResult & { kind: "layers" },
+    cacheKey: string,
+    make: (layerId: string) => Promise<LayerInfo>,
+  ): Promise<SolveResult> {
+    const reused = await this.cached(vertex, cacheKey, base);
+    if (reused) return reused;
+    this.emit({ type: "start", vertex: vertex.digest, name: vertex.name });
+    const started = Date.now();
+    const bypass = this.options.noCache || vertex.ignoreCache === true;
+    const layerId = cacheKey.replace(/^sha256:/, "") + (bypass ? `-${randomUUID().slice(0, 8)}` : "");
+    const layer = await this.limit(() => {
+      this.throwIfCancelled();
+      return make(layerId);
     });
     this.executed.push(vertex.digest);
     const layers = [...base.layers, layer];
