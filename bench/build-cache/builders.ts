@@ -11,11 +11,19 @@ export interface Builder {
   name: string;
   version: string;
   /** The timed command: build `contextDir`, exporting the result to `dest` (a directory) unless undefined. */
-  buildCommand(contextDir: string, dest: string | undefined): Command;
+  buildCommand(contextDir: string, dest: string | undefined, flags?: BuildFlags): Command;
   /** Untimed, before each cold run: forget everything cached. */
   resetCache(): Promise<void>;
   /** Untimed, at the end: stop what was started and remove what was made. */
   close(): Promise<void>;
+}
+
+/** Options some benches add to the build command. */
+export interface BuildFlags {
+  /** Run every step (`--no-cache`). */
+  noCache?: boolean;
+  /** tsbuild's progress format (default plain); BuildKit's and buildah's output stays as it is. */
+  progress?: "plain" | "rawjson";
 }
 
 const TSBUILD_BIN = fileURLToPath(new URL("../../bin/tsbuild.js", import.meta.url));
@@ -28,10 +36,20 @@ export async function createTsbuild(workDir: string): Promise<Builder> {
     id: "tsbuild",
     name: "tsbuild",
     version,
-    buildCommand: (contextDir, dest) => ({
+    buildCommand: (contextDir, dest, flags = {}) => ({
       cmd: process.execPath,
       // Plain progress, like `docker build --progress=plain`: its step timings are kept for the report.
-      args: [TSBUILD_BIN, "build", "--root", root, "--progress", "plain", ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir],
+      args: [
+        TSBUILD_BIN,
+        "build",
+        "--root",
+        root,
+        "--progress",
+        flags.progress ?? "plain",
+        ...(flags.noCache === true ? ["--no-cache"] : []),
+        ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]),
+        contextDir,
+      ],
     }),
     resetCache: () => rm(root, { recursive: true, force: true }),
     close: () => rm(root, { recursive: true, force: true }),
@@ -51,9 +69,9 @@ export async function createBuildah(workDir: string): Promise<Builder> {
     id: "buildah",
     name: "buildah",
     version,
-    buildCommand: (contextDir, dest) => ({
+    buildCommand: (contextDir, dest, flags = {}) => ({
       cmd: "buildah",
-      args: [...global, "bud", "--layers", "--quiet", ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir],
+      args: [...global, "bud", "--layers", "--quiet", ...(flags.noCache === true ? ["--no-cache"] : []), ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir],
     }),
     resetCache: () => rm(root, { recursive: true, force: true }),
     close: () => rm(root, { recursive: true, force: true }),

@@ -33,6 +33,8 @@ export interface SolverOptions {
   noCache: boolean;
   /** A secret's value by id (--secret), for RUN --mount=type=secret. */
   secret: (id: string) => Promise<Buffer | undefined>;
+  /** The agent socket for RUN --mount=type=ssh,id=ID (--ssh), if one was given. */
+  ssh?: (id: string) => string | undefined;
   /** Start cache mounts empty (--no-cache unless --keep-cache-mounts). */
   freshCacheMounts?: boolean;
   /** Run RUN steps with our sandbox (default) or hand the same spec to runc/crun. */
@@ -154,6 +156,7 @@ export class Solver {
           base: base.layers,
           mountSource: (index) => mountSource(index === undefined ? undefined : inputs[index]),
           secret: this.options.secret,
+          ssh: this.options.ssh ?? (() => undefined),
           output: log.streams,
           signal: this.options.signal,
           tail: () => log.tail(),

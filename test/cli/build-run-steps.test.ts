@@ -172,5 +172,22 @@ describe("RUN steps", () => {
     expect(result.stderr).not.toContain("error");
     expect(readFileSync(join(dest, "p"), "utf8")).toBe("pid=1\nCapEff:\t00000000a80425fb\n");
   });
+
+  it("forward an SSH agent with --ssh, only to the steps that mount it", () => {
+    const keyDir = temp("ssh");
+    const key = join(keyDir, "id_ed25519");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+    const dir = project({
+      Dockerfile: "FROM busybox\nRUN --mount=type=ssh ls -l $SSH_AUTH_SOCK > /agent && echo $SSH_AUTH_SOCK >> /agent\nRUN echo \"[$SSH_AUTH_SOCK]\" > /without\n",
+    });
+    const dest = temp("out");
+    const result = build(dir, temp("root"), ["--ssh", `default=${key}`, "-o", dest]);
+    expect(result.stderr).not.toContain("error");
+    const agent = readFileSync(join(dest, "agent"), "utf8");
+    expect(agent).toMatch(/^s/);
+    expect(agent).toContain("/run/buildkit/ssh_agent.default");
+    expect(readFileSync(join(dest, "without"), "utf8")).toBe("[]\n");
+    expect(spawnSync("grep", ["-r", "-l", "PRIVATE KEY", dest]).status).toBe(1);
+  });
 });
 

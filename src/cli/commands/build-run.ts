@@ -12,6 +12,7 @@ import { EXIT, UserError } from "../errors.ts";
 import { createProgress } from "../progress/index.ts";
 import { readTextInput } from "../read-input.ts";
 import { stateRootDir } from "../state-root.ts";
+import { SshAgents } from "../build-ssh.ts";
 import type { BuildArgs } from "./build.ts";
 import { exportOutputs, parseOutputs } from "../../build/outputs.ts";
 import { loadSource, parseNamedContexts, resolveBaseImage } from "../../build/named-contexts.ts";
@@ -59,7 +60,9 @@ export async function runBuild(args: BuildArgs): Promise<number> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const contexts = new Map<string, LocalContext>();
+  let ssh: SshAgents | undefined;
   try {
+    ssh = await SshAgents.start(args.ssh);
     contexts.set("local://context", await openContext(store, contextDir, dockerfilePath));
     for (const [name, value] of namedContexts) {
       if (value.kind === "dir") contexts.set(`local://${name}`, await openContext(store, value.path, join(value.path, "Dockerfile")));
@@ -71,6 +74,7 @@ export async function runBuild(args: BuildArgs): Promise<number> {
       loadSource: (op, root) => loadSource(op, root, { signal: controller.signal, noCache: args.noCache }),
       noCache: args.noCache,
       secret: secretProvider(args.secret),
+      ssh: (id) => ssh?.socket(id),
       freshCacheMounts: args.noCache && !args.keepCacheMounts,
       runtime: args.runtime,
       concurrency: 4,
@@ -96,6 +100,7 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await Promise.all([...contexts.values()].map((context) => context.close()));
+    await ssh?.stop();
     await lease.release();
   }
 }

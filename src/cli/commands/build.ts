@@ -14,6 +14,7 @@ export interface BuildArgs {
   noCacheFilter: string[];
   buildContext: string[];
   secret: string[];
+  ssh: string[];
   allow: string[];
   keepCacheMounts: boolean;
   runtime: "tsbuild" | "runc" | "crun";
@@ -51,6 +52,7 @@ export const buildCommand = {
       .option("no-cache-filter", { ...list, describe: "Ignore cached results for the steps of these stages" })
       .option("build-context", { ...list, describe: "A named context: NAME=DIR or NAME=oci-layout://PATH[:TAG], usable in FROM and COPY --from" })
       .option("secret", { ...list, describe: "A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (never stored in the image or cache)" })
+      .option("ssh", { ...list, describe: "An SSH agent for RUN --mount=type=ssh: default (uses $SSH_AUTH_SOCK), ID=SOCKET or ID=KEYFILE[,KEYFILE]" })
       .option("allow", { ...list, describe: "Allow an entitlement: security.insecure (RUN --security=insecure), device (RUN --device)" })
       .option("keep-cache-mounts", { type: "boolean", default: false, describe: "With --no-cache: rerun every step but keep the content of cache mounts" })
       .option("runtime", { choices: ["tsbuild", "runc", "crun"] as const, default: "tsbuild" as const, describe: "Run RUN steps with tsbuild's sandbox or hand the same spec to runc/crun" })

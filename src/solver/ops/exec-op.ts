@@ -21,6 +21,8 @@ export interface ExecContext {
   mountSource: (input: number | undefined) => MountSource | undefined;
   /** A secret's value by id, if one was given (--secret). */
   secret: (id: string) => Promise<Buffer | undefined>;
+  /** An SSH agent socket by id, if one was given (--ssh). */
+  ssh: (id: string) => string | undefined;
   output: { stdout: Writable; stderr: Writable };
   signal: AbortSignal;
   /** Keep the last lines of output for the error message. */
@@ -140,8 +142,17 @@ async function sandboxMount(mount: ExecMount, index: number, state: MountState):
       await chown(file, mount.uid ?? 0, mount.gid ?? 0);
       return [{ type: "bind", source: file, destination: mount.target, readonly: true }];
     }
-    case "ssh":
-      throw new BuildStepError("--mount=type=ssh is not supported yet", { hint: "fetch private sources before the build, or use a secret mount" });
+    case "ssh": {
+      const id = mount.id ?? "default";
+      const socket = context.ssh(id);
+      if (!socket) {
+        if (mount.required) throw new BuildStepError(`SSH agent "${id}" is required but was not given`, { hint: `pass it with --ssh ${id}` });
+        return [];
+      }
+      // The agent's socket itself is bound in: keys never leave the agent.
+      state.env.push(`SSH_AUTH_SOCK=${mount.target}`);
+      return [{ type: "bind", source: socket, destination: mount.target, readonly: true }];
+    }
   }
 }
 
