@@ -24,6 +24,11 @@ export interface BuildFlags {
   noCache?: boolean;
   /** tsbuild's progress format (default plain); BuildKit's and buildah's output stays as it is. */
   progress?: "plain" | "rawjson";
+  /**
+   * BuildKit and buildah: `--network=none` for every RUN step. tsbuild has no such option
+   * (give its RUN steps `--network=none` in the Dockerfile): asking for it throws.
+   */
+  network?: "none";
 }
 
 const TSBUILD_BIN = fileURLToPath(new URL("../../bin/tsbuild.js", import.meta.url));
@@ -36,21 +41,24 @@ export async function createTsbuild(workDir: string): Promise<Builder> {
     id: "tsbuild",
     name: "tsbuild",
     version,
-    buildCommand: (contextDir, dest, flags = {}) => ({
-      cmd: process.execPath,
-      // Plain progress, like `docker build --progress=plain`: its step timings are kept for the report.
-      args: [
-        TSBUILD_BIN,
-        "build",
-        "--root",
-        root,
-        "--progress",
-        flags.progress ?? "plain",
-        ...(flags.noCache === true ? ["--no-cache"] : []),
-        ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]),
-        contextDir,
-      ],
-    }),
+    buildCommand: (contextDir, dest, flags = {}) => {
+      if (flags.network !== undefined) throw new Error("tsbuild build has no --network option: use RUN --network=none in the Dockerfile");
+      return {
+        cmd: process.execPath,
+        // Plain progress by default, like `docker build --progress=plain`: its step timings are kept for the report.
+        args: [
+          TSBUILD_BIN,
+          "build",
+          "--root",
+          root,
+          "--progress",
+          flags.progress ?? "plain",
+          ...(flags.noCache === true ? ["--no-cache"] : []),
+          ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]),
+          contextDir,
+        ],
+      };
+    },
     resetCache: () => rm(root, { recursive: true, force: true }),
     close: () => rm(root, { recursive: true, force: true }),
   };
@@ -71,7 +79,7 @@ export async function createBuildah(workDir: string): Promise<Builder> {
     version,
     buildCommand: (contextDir, dest, flags = {}) => ({
       cmd: "buildah",
-      args: [...global, "bud", "--layers", "--quiet", ...(flags.noCache === true ? ["--no-cache"] : []), ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir],
+      args: [...global, "bud", "--layers", "--quiet", ...(flags.noCache === true ? ["--no-cache"] : []), ...(flags.network === undefined ? [] : [`--network=${flags.network}`]), ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir],
     }),
     resetCache: () => rm(root, { recursive: true, force: true }),
     close: () => rm(root, { recursive: true, force: true }),

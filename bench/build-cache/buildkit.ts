@@ -55,7 +55,13 @@ export async function createBuildKit(workDir: string, log: (line: string) => voi
       name: "BuildKit",
       version: `dockerd ${version}`,
       buildCommand: (contextDir, dest, flags = {}) =>
-        docker("build", "--progress=plain", ...(flags.noCache === true ? ["--no-cache"] : []), ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]), contextDir),
+        docker(
+          "build",
+          "--progress=plain",
+          ...(flags.noCache === true ? ["--no-cache"] : []),
+          ...(flags.network === undefined ? [] : [`--network=${flags.network}`]),           ...(dest === undefined ? [] : ["-o", `type=local,dest=${dest}`]),
+          contextDir,
+        ),
       resetCache: async () => void (await runChecked(docker("builder", "prune", "-af"))),
       close: async () => {
         if (daemon !== undefined) await daemon.stop();

@@ -234,7 +234,10 @@ const startupCleanups = new Map<string, Promise<void>>();
 function cleanupOnce(stateDir: string, notice: (message: string) => void): Promise<void> {
   let done = startupCleanups.get(stateDir);
   if (!done) {
-    done = cleanupStaleNetworks(stateDir, { onNotice: notice });
+    done = cleanupStaleNetworks(stateDir, { onNotice: notice }).catch((error: unknown) => {
+      startupCleanups.delete(stateDir);
+      throw error;
+    });
     startupCleanups.set(stateDir, done);
   }
   return done;

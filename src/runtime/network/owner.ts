@@ -1,8 +1,10 @@
 /**
  * Who owns an attachment or a lock: a pid, that process's start time (a pid
- * can be reused) and the boot id (after a reboot nothing of before runs).
+ * can be reused), its pid namespace (a pid of another one cannot be checked:
+ * such an owner counts as alive until the next reboot) and the boot id (after
+ * a reboot nothing of before runs).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { NetworkError, errnoCode } from "./errors.ts";
 
@@ -11,6 +13,7 @@ export interface Owner {
   pid: number;
   startTime?: string;
   bootId?: string;
+  pidNamespace?: string;
 }
 
 function startTimeOf(pid: number): string | undefined {
@@ -38,6 +41,14 @@ function currentBootId(): string | undefined {
   return bootId;
 }
 
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return undefined;
+  }
+}
+
 let self: Owner | undefined;
 
 export function currentOwner(): Owner {
@@ -47,6 +58,8 @@ export function currentOwner(): Owner {
     if (startTime) self.startTime = startTime;
     const boot = currentBootId();
     if (boot) self.bootId = boot;
+    const namespace = pidNamespace();
+    if (namespace) self.pidNamespace = namespace;
   }
   return self;
 }
@@ -55,6 +68,8 @@ export function isOwnerAlive(owner: Owner | undefined): boolean {
   if (!owner || !Number.isInteger(owner.pid) || owner.pid <= 0) return false;
   const boot = currentBootId();
   if (owner.bootId && boot && owner.bootId !== boot) return false;
+  const namespace = currentOwner().pidNamespace;
+  if (owner.pidNamespace && namespace && owner.pidNamespace !== namespace) return true;
   if (owner.pid === process.pid) return owner.startTime === undefined || owner.startTime === currentOwner().startTime;
   try {
     process.kill(owner.pid, 0);
