@@ -7,6 +7,7 @@ import { canonicalJson, toDot } from "../../llb/index.ts";
 import { parseDockerfile } from "../../parser/index.ts";
 import { BuildCancelledError } from "../../solver/errors.ts";
 import { Solver } from "../../solver/solver.ts";
+import { networkReleases } from "../../solver/ops/exec-op.ts";
 import { StateRoot } from "../../solver/store/index.ts";
 import { EXIT, UserError } from "../errors.ts";
 import { createProgress } from "../progress/index.ts";
@@ -101,6 +102,7 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     process.off("SIGTERM", onSignal);
     await Promise.all([...contexts.values()].map((context) => context.close()));
     await ssh?.stop();
+    await networkReleases();
     await lease.release();
   }
 }

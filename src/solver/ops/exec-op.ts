@@ -47,6 +47,9 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   const mounted: string[] = [];
   const releases: (() => Promise<void>)[] = [];
   const secretsDir = join("/dev/shm", `tsbuild-secrets-${process.pid}-${Date.now()}`);
+  // The default network is attached while the rootfs is prepared (it takes tens of milliseconds).
+  const attaching = op.network === "default" ? attachDefaultNetwork({ stateDir: context.store.dir, id: basename(workDir) }) : undefined;
+  attaching?.catch(() => undefined);
   try {
     await mkdir(upperDir, { recursive: true });
     await mountOverlay({ lower: context.base, upperDir, workDir: join(workDir, "work"), target: rootfs, emptyDir: join(workDir, "empty") });
@@ -69,19 +72,15 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
       mounts,
       network: op.network,
       security: op.security,
-        etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
+      etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
     };
     const io = { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal };
-    // --- network: "default" runs in a namespace attached to the CNI bridge, released right after the command ---
-    const network = op.network === "default" ? await attachDefaultNetwork({ stateDir: context.store.dir, id: basename(workDir) }) : undefined;
+    const network = await attaching;
     if (network) {
       spec.netnsPath = network.netnsPath;
       spec.etc = { ...spec.etc, resolvConf: defaultNetworkResolvConf(spec.etc?.resolvConf ?? ""), hosts: defaultHostsFile("buildkitsandbox") };
     }
-    const result = await (context.runtime === "tsbuild" ? runSandbox(spec, io) : runWithOciRuntime(context.runtime, spec, io)).finally(() =>
-      network?.release().catch((error: unknown) => void context.output.stderr.write(`warning: ${(error as Error).message}\n`)),
-    );
-    // --- end of network ---
+    const result = await (context.runtime === "tsbuild" ? runSandbox(spec, io) : runWithOciRuntime(context.runtime, spec, io));
     if (result.exitCode !== 0) {
       const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
       const tail = context.tail();
@@ -91,10 +90,31 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
     }
     return { upperDir, workDir };
   } finally {
+    if (attaching) releaseInBackground(attaching, context.output.stderr);
     for (const target of mounted.reverse()) await unmount(target);
     for (const release of releases) await release();
     await rm(secretsDir, { recursive: true, force: true });
   }
+}
+
+const pendingReleases = new Set<Promise<void>>();
+
+/**
+ * Network teardown takes longer than the attach; the step's result does not
+ * depend on it, so it finishes while the build goes on. The build waits for
+ * all of them before it exits (`networkReleases`).
+ */
+function releaseInBackground(attaching: Promise<{ release(): Promise<void> }>, stderr: Writable): void {
+  const release = attaching
+    .then((network) => network.release())
+    .catch((error: unknown) => void stderr.write(`warning: ${(error as Error).message}\n`))
+    .finally(() => pendingReleases.delete(release));
+  pendingReleases.add(release);
+}
+
+/** Resolves once every network of a finished step is released. */
+export async function networkReleases(): Promise<void> {
+  while (pendingReleases.size > 0) await Promise.all([...pendingReleases]);
 }
 
 interface MountState {
