@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -188,6 +188,27 @@ describe("RUN steps", () => {
     expect(agent).toContain("/run/buildkit/ssh_agent.default");
     expect(readFileSync(join(dest, "without"), "utf8")).toBe("[]\n");
     expect(spawnSync("grep", ["-r", "-l", "PRIVATE KEY", dest]).status).toBe(1);
+  });
+
+  it("recover from a build killed during a RUN step: its mounts go, the next build succeeds", async () => {
+    const root = temp("root");
+    const dir = project({ Dockerfile: "FROM busybox\nRUN echo started && sleep 30\n" });
+    const child = spawn(process.execPath, [join(repo, "bin", "tsbuild.js"), "build", "--root", root, "--progress", "plain", "--build-context", base, dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    // The step's own output line (not its name, which contains the word too).
+    let output = "";
+    await new Promise<void>((resolve) => child.stderr.on("data", (chunk: Buffer) => /#\d+ started\n/.test((output += chunk.toString())) && resolve()));
+    child.kill("SIGKILL");
+    await exited;
+    const mountsUnder = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((line) => line.includes(`${root}/`)).length;
+    expect(mountsUnder()).toBeGreaterThan(0);
+    const fixed = project({ Dockerfile: "FROM busybox\nRUN echo done > /done\n" });
+    const dest = temp("out");
+    expect(build(fixed, root, ["-o", dest]).code).toBe(0);
+    expect(readFileSync(join(dest, "done"), "utf8")).toBe("done\n");
+    expect(mountsUnder()).toBe(0);
   });
 });
 

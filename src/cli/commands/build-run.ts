@@ -8,6 +8,7 @@ import { parseDockerfile } from "../../parser/index.ts";
 import { BuildCancelledError } from "../../solver/errors.ts";
 import { Solver } from "../../solver/solver.ts";
 import { networkReleases } from "../../solver/ops/exec-op.ts";
+import { unmountStale } from "../../solver/ops/overlay.ts";
 import { StateRoot } from "../../solver/store/index.ts";
 import { EXIT, UserError } from "../errors.ts";
 import { createProgress } from "../progress/index.ts";
@@ -54,7 +55,10 @@ export async function runBuild(args: BuildArgs): Promise<number> {
 
   const progress = createProgress(args.progress);
   for (const warning of definition.warnings) progress.note(`warning: ${warning}`);
-  const store = await StateRoot.open(stateRootDir(args.root));
+  const rootDir = stateRootDir(args.root);
+  // Overlays of a build that was killed stay mounted; take them down before the store clears its temp area.
+  await unmountStale(join(rootDir, "tmp"));
+  const store = await StateRoot.open(rootDir);
   const lease = await store.acquireLease();
   const controller = new AbortController();
   const onSignal = () => controller.abort();
