@@ -4,7 +4,7 @@
  * "true", "<i>"]` steps and with none, cache disabled, and reports per builder
  * (median with N steps − median with 0 steps) / N. Target: at most 50 ms a step and no more
  * than BuildKit's. With the default network and with --network=none; tsbuild's own step times
- * come from --progress rawjson, and one build under strace shows where a step's time goes.
+ * come from --progress rawjson, and one build under perf record shows where a step's time goes.
  *
  * Run: npm run bench:run [-- --steps N] [--rounds N] [--network default|none|both] [--trace auto|yes|no] [--no-buildkit]
  * Results: bench/results/run-overhead.json. docs/benchmarks.md explains the set-up.
@@ -20,7 +20,7 @@ import { describeBuilder, type BuilderInfo } from "./build-cache/report.ts";
 import { aptInstall, median, run, runChecked, tail } from "./build-cache/run.ts";
 import { ensureStaticBusybox, writeContext, type OverheadContext } from "./run-overhead/context.ts";
 import { buildkitRunStepsMs, percentile, tsbuildRunSteps } from "./run-overhead/steps.ts";
-import { PHASE_NOTES, PHASES, straceAvailable, traceBuild, type TraceResult } from "./run-overhead/trace.ts";
+import { KIND_NOTES, KINDS, perfAvailable, SEGMENTS, traceBuild, type TraceResult } from "./run-overhead/trace.ts";
 
 const RESULTS_FILE = new URL("./results/run-overhead.json", import.meta.url);
 /** The spec's ceiling for one empty RUN step, in milliseconds, and as a fraction of BuildKit's. */
@@ -199,15 +199,17 @@ async function main(): Promise<void> {
     } else {
       dropped.set("buildkit", "skipped (--no-buildkit)");
     }
-    let trace = options.trace !== "no" && (await straceAvailable());
+    const perfData = join(workDir, "perf.data");
+    let trace = options.trace !== "no" && (await perfAvailable(perfData));
     if (!trace && options.trace === "yes") {
-      await aptInstall("strace");
-      trace = true;
+      await aptInstall("linux-perf");
+      trace = await perfAvailable(perfData);
+      if (!trace) throw new Error("perf record cannot record the sched tracepoints here (root and tracefs are needed)");
     }
-    log(`run-overhead: ${options.steps} RUN steps against none, ${options.rounds} rounds, cache disabled; busybox-static ${busybox}`);
+    log(`run-overhead: ${options.steps} RUN steps against a build without any, ${options.rounds} rounds, cache disabled; busybox-static ${busybox}`);
     for (const builder of info) log(`  ${builder.name}: ${builder.version}${builder.note === undefined ? "" : ` — ${builder.note}`}`);
     for (const [id, reason] of dropped) log(`  ${id}: not measured: ${reason}`);
-    if (!trace) log(`  no strace breakdown: ${options.trace === "no" ? "--trace no" : "strace is not installed (--trace yes installs it)"}`);
+    if (!trace) log(`  no breakdown of the steps: ${options.trace === "no" ? "--trace no" : "perf cannot record here (--trace yes installs linux-perf)"}`);
 
     const loadAtStart = loadavg()[0] as number;
     const results: VariantResult[] = [];
@@ -217,10 +219,10 @@ async function main(): Promise<void> {
       const measured = [...builders];
       const result = await measureVariant(variant, measured, options, join(workDir, "out", variant.network), dropped);
       if (trace) {
-        log(`  ${variant.network}: one more tsbuild build under strace`);
+        log(`  ${variant.network}: one more tsbuild build under perf record`);
         await tsbuild.resetCache();
         const plan = variant.plan(tsbuild);
-        result.trace = await traceBuild(tsbuild.buildCommand(plan.withSteps.dir, undefined, { noCache: true, progress: "rawjson" }), join(workDir, "strace.txt"));
+        result.trace = await traceBuild(tsbuild.buildCommand(plan.withSteps.dir, undefined, { noCache: true, progress: "rawjson" }), perfData);
       }
       results.push(result);
     }
@@ -282,6 +284,8 @@ function printReport(report: Report): void {
   for (const line of table([header, ...rows])) log(line);
   log("");
   log(`ms/step = (median build time with ${steps} RUN steps − median with none) / ${steps}; whole CLI commands, wall clock; ratio = tsbuild / BuildKit.`);
+  const networkCost = networkCostMs(report);
+  if (networkCost.size > 0) log(`the default network's share (ms/step with it − without): ${[...networkCost].map(([id, ms]) => `${id} ${ms.toFixed(1)}`).join(", ")}`);
   log(`load average (1 min) on ${cpus().length} cores: ${report.loadAtStart.toFixed(1)} at the start, ${report.loadAtEnd.toFixed(1)} at the end`);
   for (const result of report.results) {
     const net = result.variant.network;
@@ -307,18 +311,33 @@ function printReport(report: Report): void {
   for (const [id, reason] of report.dropped) log(`${id}: not measured: ${reason}`);
 }
 
+/** Builder id → per-step ms with the default network minus without: what the network costs a step. */
+function networkCostMs(report: Report): Map<string, number> {
+  const withNetwork = report.results.find((result) => result.variant.network === "default");
+  const without = report.results.find((result) => result.variant.network === "none");
+  const costs = new Map<string, number>();
+  if (withNetwork === undefined || without === undefined) return costs;
+  for (const id of withNetwork.runsMs.keys()) {
+    const a = perStepMs(withNetwork, id, report.options.steps);
+    const b = perStepMs(without, id, report.options.steps);
+    if (a !== undefined && b !== undefined) costs.set(id, a - b);
+  }
+  return costs;
+}
+
 function printTrace(network: Network, trace: TraceResult): void {
   log("");
-  log(`where a tsbuild RUN step's time goes, ${network} network (one ${trace.steps.length}-step build under strace, ${trace.buildMs.toFixed(0)} ms; median per step):`);
-  const rows = PHASES.filter((phase) => trace.steps.some((step) => step.phasesMs[phase] > 0)).map((phase) => [
-    `  ${phase}`,
-    `${trace.medianMs[phase].toFixed(1)} ms`,
-    `${((100 * trace.medianMs[phase]) / trace.medianStepMs).toFixed(0)} %`,
-    PHASE_NOTES[phase],
-  ]);
-  rows.push(["  step (rawjson durationMs)", `${trace.medianStepMs.toFixed(1)} ms`, "", "the medians of the phases need not add up to it"]);
-  for (const line of table(rows)) log(line);
-  log(`  programs run per step: ${Object.entries(trace.programsPerStep).map(([name, count]) => `${name} ${count}`).join(", ")}`);
+  log(`where a tsbuild RUN step's time goes, ${network} network (one ${trace.steps.length}-step build under perf record, ${trace.buildMs.toFixed(0)} ms; medians per step):`);
+  const rows = [["  segment", "ms", "programs running meanwhile, and fsync (ms; they may overlap)", "tsbuild alone"]];
+  for (const segment of SEGMENTS) {
+    const breakdown = trace.median[segment];
+    const programs = KINDS.filter((kind) => breakdown.programsMs[kind] >= 0.05).map((kind) => `${kind} ${breakdown.programsMs[kind].toFixed(1)}`);
+    rows.push([`  ${segment}`, breakdown.ms.toFixed(1), segment === "sandbox" ? "tsbuild-sandbox, the command" : programs.join(", ") || "—", segment === "sandbox" ? "" : breakdown.aloneMs.toFixed(1)]);
+  }
+  rows.push(["  step (rawjson durationMs)", trace.medianStepMs.toFixed(1), "", ""]);
+  for (const line of table(rows, [0, 2])) log(line);
+  log(`  programs started per step: ${Object.entries(trace.programsPerStep).map(([name, count]) => `${name} ${count}`).join(", ")}`);
+  for (const kind of KINDS.filter((kind) => SEGMENTS.some((segment) => trace.median[segment].programsMs[kind] >= 0.05))) log(`    ${kind}: ${KIND_NOTES[kind]}`);
 }
 
 function toJson(report: Report): object {
@@ -341,6 +360,7 @@ function toJson(report: Report): object {
     target: { maxMsPerStep: TARGET_MS, maxRatioToBuildKit: TARGET_RATIO },
     builders: Object.fromEntries(report.info.map(({ id, ...rest }) => [id, rest])),
     unavailable: Object.fromEntries(report.dropped),
+    defaultNetworkMsPerStep: Object.fromEntries([...networkCostMs(report)].map(([id, ms]) => [id, round1(ms)])),
     variants: report.results.map((result) => {
       const ours = perStepMs(result, "tsbuild", steps);
       const theirs = perStepMs(result, "buildkit", steps);
@@ -376,15 +396,12 @@ function toJson(report: Report): object {
           result.trace === undefined
             ? null
             : {
-                method: "one tsbuild build under strace -f --seccomp-bpf -e trace=execve; helper programs' lifetimes set against the steps' rawjson times",
+                method: "one tsbuild build under perf record -e sched:sched_process_{fork,exec,exit}; the lifetimes of the programs tsbuild ran, set against the steps' rawjson times, before/while/after the sandbox helper ran",
                 buildMs: round1(result.trace.buildMs),
                 medianStepMs: round1(result.trace.medianStepMs),
-                medianPhaseMs: Object.fromEntries(Object.entries(result.trace.medianMs).map(([phase, ms]) => [phase, round1(ms)])),
+                median: roundDeep(result.trace.median),
                 programsPerStep: result.trace.programsPerStep,
-                steps: result.trace.steps.map((step) => ({
-                  durationMs: step.durationMs,
-                  phasesMs: Object.fromEntries(Object.entries(step.phasesMs).map(([phase, ms]) => [phase, round1(ms)])),
-                })),
+                steps: result.trace.steps.map((step) => ({ durationMs: step.durationMs, segments: roundDeep(step.segments) })),
               },
       };
     }),
@@ -410,12 +427,19 @@ function round1<T extends number | undefined>(value: T): T | null {
   return value === undefined || Number.isNaN(value) ? null : ((Math.round(value * 10) / 10) as T);
 }
 
-/** Left-aligned first column, right-aligned numbers. */
-function table(rows: string[][]): string[] {
+/** Every number in a plain object tree rounded to 0.1. */
+function roundDeep<T>(value: T): T {
+  if (typeof value === "number") return round1(value) as T;
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, roundDeep(inner)])) as T;
+}
+
+/** Numbers right-aligned, the `leftAligned` columns left-aligned. */
+function table(rows: string[][], leftAligned: number[] = [0]): string[] {
   const widths = (rows[0] ?? []).map((_, column) => Math.max(...rows.map((row) => [...(row[column] ?? "")].length)));
   return rows.map((row) =>
     row
-      .map((cell, column) => (column === 0 || column === row.length - 1 ? cell.padEnd(widths[column] as number) : cell.padStart(widths[column] as number)))
+      .map((cell, column) => (leftAligned.includes(column) ? cell.padEnd(widths[column] as number) : cell.padStart(widths[column] as number)))
       .join("  ")
       .trimEnd(),
   );

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { project, repo, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
@@ -209,6 +209,14 @@ describe("RUN steps", () => {
     expect(build(fixed, root, ["-o", dest]).code).toBe(0);
     expect(readFileSync(join(dest, "done"), "utf8")).toBe("done\n");
     expect(mountsUnder()).toBe(0);
+  });
+
+  it("leave no stand-ins for /etc/hosts, resolv.conf or hostname in the layer", () => {
+    const dir = project({ Dockerfile: "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n" });
+    copyFileSync("/bin/busybox", join(dir, "busybox"));
+    const dest = temp("out");
+    expect(build(dir, temp("root"), ["-o", dest]).code).toBe(0);
+    expect(readdirSync(join(dest, "etc"))).toEqual([]);
   });
 });
 

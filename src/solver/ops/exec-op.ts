@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Writable } from "node:stream";
 import type { ExecMount, ExecOp } from "../../llb/index.ts";
@@ -81,6 +81,7 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
       spec.etc = { ...spec.etc, resolvConf: defaultNetworkResolvConf(spec.etc?.resolvConf ?? ""), hosts: defaultHostsFile("buildkitsandbox") };
     }
     const result = await (context.runtime === "tsbuild" ? runSandbox(spec, io) : runWithOciRuntime(context.runtime, spec, io));
+    await removeEtcMountPoints(rootfs, result.createdPaths, op);
     if (result.exitCode !== 0) {
       const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
       const tail = context.tail();
@@ -217,4 +218,19 @@ function safeRelative(path: string): string {
 
 async function isEmptyDir(dir: string): Promise<boolean> {
   return (await readdir(dir)).length === 0;
+}
+
+/**
+ * /etc/hosts, /etc/resolv.conf and /etc/hostname are mounted over files the
+ * sandbox creates when the image has none: like BuildKit, keep those empty
+ * stand-ins out of the layer (RUN --mount targets stay, as in BuildKit).
+ */
+async function removeEtcMountPoints(rootfs: string, createdPaths: readonly string[], op: ExecOp): Promise<void> {
+  const mountTargets = new Set(op.mounts.map((mount) => mount.target));
+  for (const path of [...createdPaths].reverse()) {
+    if (!path.startsWith("/etc/") || mountTargets.has(path)) continue;
+    const host = join(rootfs, path);
+    const stats = await lstat(host).catch(() => undefined);
+    if (stats?.isFile() && stats.size === 0) await rm(host, { force: true });
+  }
 }
