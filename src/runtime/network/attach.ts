@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { chooseBridge } from "./bridges.ts";
+import { chooseBridge, ensureBridgeRules } from "./bridges.ts";
 import { CNI_VERSION, DEFAULT_CNI_PATH, addList, delList, requirePlugins, type CniResult, type NetworkConfigList, type PluginConfig } from "./cni.ts";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { formatNetwork, hostAddress, parseNetwork, type Ipv4Network } from "./ipv4.ts";
@@ -55,7 +55,6 @@ export interface NetworkAttachment {
   release(): Promise<void>;
 }
 
-const LOOPBACK_NETWORK = "tsbuild-loopback";
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const BRIDGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 
@@ -111,17 +110,14 @@ async function ensureIpForwarding(notice: (message: string) => void): Promise<vo
   forwardingChecked = true;
 }
 
-function loopbackList(): NetworkConfigList {
-  return { cniVersion: CNI_VERSION, name: LOOPBACK_NETWORK, plugins: [{ type: "loopback" }] };
-}
-
 function bridgeList(stateDir: string, bridge: string, subnet: Ipv4Network, portMappings: PortMapping[] | undefined): NetworkConfigList {
   const plugins: PluginConfig[] = [
     {
       type: "bridge",
       bridge,
       isGateway: true,
-      ipMasq: true,
+      // NAT and forwarding are the bridge's rules (bridge-rules.ts), installed once: no iptables per attachment
+      ipMasq: false,
       hairpinMode: true,
       ipam: {
         type: "host-local",
@@ -130,8 +126,6 @@ function bridgeList(stateDir: string, bridge: string, subnet: Ipv4Network, portM
         dataDir: ipamDir(stateDir),
       },
     },
-    // no backend: firewalld when it runs, iptables otherwise (as podman does)
-    { type: "firewall" },
   ];
   if (portMappings && portMappings.length > 0) {
     plugins.push({
@@ -252,10 +246,11 @@ function addressOf(result: CniResult, subnet: Ipv4Network): { address: string; g
 }
 
 /**
- * Creates the network namespace <runDir>/netns/<id> and attaches it: `lo` up
- * (loopback plugin) and `eth0` on the bridge with an address of its subnet,
- * a default route through the bridge, masquerading to the outside (bridge
- * plugin with host-local IPAM) and forwarding allowed (firewall plugin).
+ * Creates the network namespace <runDir>/netns/<id> (with `lo` up) and
+ * attaches it: `eth0` on the bridge with an address of its subnet and a
+ * default route through the bridge (bridge plugin with host-local IPAM).
+ * Masquerading to the outside and forwarding are the bridge's rules,
+ * installed when this process first uses the bridge.
  */
 export async function attachDefaultNetwork(options: AttachOptions): Promise<NetworkAttachment> {
   const { subnet: requestedSubnet } = checkOptions(options);
@@ -266,7 +261,7 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
   const notice = options.onNotice ?? defaultNotice;
   const portMappings = options.portMappings?.length ? options.portMappings : undefined;
 
-  requirePlugins(["loopback", "bridge", "host-local", "firewall", ...(portMappings ? ["portmap"] : [])], cniPath);
+  requirePlugins(["bridge", "host-local", ...(portMappings ? ["portmap"] : [])], cniPath);
   await cleanupOnce(stateDir, notice);
   await ensureIpForwarding(notice);
 
@@ -294,10 +289,8 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
       ...(requestedSubnet ? { subnet: requestedSubnet } : {}),
       cleanupStateRoot: (other) => cleanupStaleNetworks(other, { onNotice: notice }),
     });
-    const networks: AttachedNetwork[] = [
-      { ifname: "lo", config: loopbackList() },
-      { ifname: "eth0", config: bridgeList(stateDir, choice.bridge, choice.subnet, portMappings) },
-    ];
+    await ensureBridgeRules(runDir, choice.bridge, choice.subnet);
+    const networks: AttachedNetwork[] = [{ ifname: "eth0", config: bridgeList(stateDir, choice.bridge, choice.subnet, portMappings) }];
     const made: AttachmentRecord = {
       version: 1,
       id,
@@ -337,7 +330,8 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
       ),
     );
     for (const result of results) if (result.status === "rejected") throw result.reason;
-    main = (results[1] as PromiseFulfilledResult<CniResult>).value;
+    const eth0 = record.networks.findIndex((network) => network.ifname === "eth0");
+    main = (results[eth0] as PromiseFulfilledResult<CniResult>).value;
   } catch (error) {
     await saving.catch(() => undefined);
     const errors = await tearDownOrKeep(record);

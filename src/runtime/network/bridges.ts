@@ -7,12 +7,14 @@
  * the last state root of each bridge; a state root takes tsbuild0 unless
  * another state root has attachments running there, then tsbuild1, and so on.
  * A new bridge gets the first 10.88.N.0/24 that no host route or address
- * overlaps.
+ * overlaps. The registry entry also lists the bridge's iptables rules (NAT,
+ * forwarding), installed once and kept while the bridge is.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { bridgeRules, installRules, removeRules, sameRule, type BridgeRule } from "./bridge-rules.ts";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { formatNetwork, overlaps, parseNetwork, pickFreeSubnet, type Ipv4Network } from "./ipv4.ts";
 import { isOwnerAlive } from "./owner.ts";
@@ -24,6 +26,8 @@ const AUTO_BRIDGES = 100;
 interface RegistryEntry {
   stateDir: string;
   subnet: string;
+  /** The iptables rules installed for the bridge (they stay while it does, whichever state root uses it). */
+  rules?: BridgeRule[];
 }
 
 export interface BridgeChoice {
@@ -195,10 +199,36 @@ export async function chooseBridge(options: ChooseOptions): Promise<BridgeChoice
         }
       }
     }
-    await writeEntry(runDir, bridge, { stateDir, subnet: formatNetwork(subnet) });
+    await writeEntry(runDir, bridge, { stateDir, subnet: formatNetwork(subnet), ...(entry?.rules ? { rules: entry.rules } : {}) });
     return { bridge, subnet };
   }
   throw new NetworkError("BRIDGE_IN_USE", `the bridges tsbuild0 ... tsbuild${AUTO_BRIDGES - 1} are all used by running builds of other state roots`, {
     hint: "wait for some builds to finish, or pass a bridge name",
   });
+}
+
+/** Bridges (run directory, name) whose rules this process installed or found, with the subnet they are for. */
+const rulesReady = new Map<string, string>();
+
+/**
+ * Installs the bridge's NAT and forwarding rules when missing (once per
+ * process and bridge) and records them in the registry; rules recorded for
+ * another subnet (the bridge was deleted and made again) are removed first.
+ * The caller holds the network lock, after chooseBridge.
+ */
+export async function ensureBridgeRules(runDir: string, bridge: string, subnet: Ipv4Network): Promise<void> {
+  const key = `${runDir}\0${bridge}`;
+  const cidr = formatNetwork(subnet);
+  if (rulesReady.get(key) === cidr) return;
+  const wanted = bridgeRules(bridge, cidr);
+  const entry = await readEntry(runDir, bridge);
+  if (!entry) throw new NetworkError("BRIDGE_IN_USE", `the bridge ${bridge} is not in the registry`);
+  const recorded = entry.rules ?? [];
+  const stale = recorded.filter((rule) => !wanted.some((w) => sameRule(w, rule)));
+  // recorded before they are added: whatever moment the process dies at, the registry lists every rule there may be
+  await writeEntry(runDir, bridge, { ...entry, rules: [...stale, ...wanted] });
+  await removeRules(stale);
+  await installRules(wanted);
+  await writeEntry(runDir, bridge, { ...entry, rules: wanted });
+  rulesReady.set(key, cidr);
 }

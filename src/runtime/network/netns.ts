@@ -52,7 +52,7 @@ export async function prepareNetnsDir(dir: string): Promise<void> {
   preparedDirs.add(dir);
 }
 
-/** Creates a new network namespace held by the file `path` (which must not exist). */
+/** Creates a new network namespace held by the file `path` (which must not exist), with `lo` up. */
 export async function createNetns(path: string): Promise<void> {
   try {
     const handle = await open(path, "wx", 0o444);
@@ -65,12 +65,13 @@ export async function createNetns(path: string): Promise<void> {
     }
     throw new NetworkError("NETNS_FAILED", `cannot create ${path}: ${(error as Error).message}`, { cause: error });
   }
-  // util-linux's unshare bind-mounts the new namespace on the file, as `ip netns add` does
-  const made = await run("unshare", [`--net=${path}`, "true"]);
+  // util-linux's unshare bind-mounts the new namespace on the file, as `ip netns add` does,
+  // and runs `ip` inside it to bring lo up (no CNI loopback plugin run)
+  const made = await run("unshare", [`--net=${path}`, "ip", "link", "set", "lo", "up"]);
   if (!made.ok) {
-    await rm(path, { force: true });
+    await removeNetns(path).catch(() => rm(path, { force: true }));
     throw new NetworkError("NETNS_FAILED", `cannot create the network namespace ${path}: ${made.output}`, {
-      hint: "network namespaces need root and util-linux's unshare (apt-get install util-linux)",
+      hint: "network namespaces need root, util-linux's unshare and iproute2 (apt-get install util-linux iproute2)",
     });
   }
 }

@@ -149,21 +149,30 @@ describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)
     }
   });
 
-  it("masquerades the subnet's traffic to the outside and lets the firewall forward it", async () => {
+  it("masquerades the subnet's traffic to the outside and forwards the bridge's traffic with one set of rules per bridge", async () => {
     const a = await attach("nat");
-    const ip = a.address.split("/")[0] as string;
+    const b = await attach("nat2");
+    const masquerade = `-A POSTROUTING -s ${a.subnet} ! -d ${a.subnet} -m comment --comment "tsbuild bridge ${bridge}" -j MASQUERADE`;
+    const forwardOut = `-A TSBUILD-FORWARD -i ${bridge} -m comment --comment "tsbuild bridge ${bridge}" -j ACCEPT`;
+    const forwardIn = `-A TSBUILD-FORWARD -o ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsbuild bridge ${bridge}" -j ACCEPT`;
+    const count = (text: string, line: string) => text.split("\n").filter((l) => l === line).length;
     const nat = iptables("nat");
-    const jump = nat.split("\n").find((line) => line.startsWith(`-A POSTROUTING -s ${ip}/32 `) && line.includes(`id: \\"${a.id}\\"`));
-    expect(jump, nat).toBeDefined();
-    const chain = /-j (CNI-[0-9a-f]+)/.exec(jump ?? "")?.[1] as string;
-    expect(nat).toContain(`-A ${chain} -d ${a.subnet} `);
-    expect(nat).toMatch(new RegExp(`-A ${chain} ! -d 224\\.0\\.0\\.0/4 .*-j MASQUERADE`));
+    expect(count(nat, masquerade), nat).toBe(1);
+    // no per-attachment rules
+    expect(nat).not.toContain(a.id);
+    expect(nat).not.toContain(b.id);
     const filter = iptables("filter");
-    expect(filter).toContain(`-A CNI-FORWARD -s ${ip}/32 -j ACCEPT`);
-    expect(filter).toContain(`-A CNI-FORWARD -d ${ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    expect(count(filter, forwardOut), filter).toBe(1);
+    expect(count(filter, forwardIn), filter).toBe(1);
+    expect(filter.split("\n").find((l) => l.startsWith("-A FORWARD "))).toContain("-j TSBUILD-FORWARD");
+    // recorded with the bridge
+    const entry = JSON.parse(readFileSync(`/run/tsbuild/net/bridges/${bridge}.json`, "utf8")) as { rules: Array<{ table: string }> };
+    expect(entry.rules.map((r) => r.table).sort()).toEqual(["filter", "filter", "nat"]);
+    await b.release();
     await a.release();
-    expect(iptables("nat")).not.toContain(chain);
-    expect(iptables("filter")).not.toContain(`-s ${ip}/32 -j ACCEPT`);
+    // the rules stay with the bridge, as docker0's do
+    expect(count(iptables("nat"), masquerade)).toBe(1);
+    expect(count(iptables("filter"), forwardOut)).toBe(1);
   });
 
   it("gives concurrent attachments different addresses", async () => {
@@ -206,7 +215,6 @@ describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)
     expect(isMounted(attached.netnsPath)).toBe(true);
     expect(existsSync(lease)).toBe(true);
     expect(linkExists(veth)).toBe(true);
-    expect(iptables("nat")).toContain(id);
 
     await cleanupStaleNetworks(stateDir);
     expect(isMounted(attached.netnsPath)).toBe(false);
@@ -219,17 +227,18 @@ describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)
   }, 60_000);
 
   it("cleanupStaleNetworks also undoes an attachment killed halfway through its plugins", async () => {
-    // a firewall plugin that hangs on ADD: the process is killed after bridge's ADD, before firewall's finished
+    // a portmap plugin that hangs on ADD: the process is killed after bridge's ADD, before portmap's finished
     const plugins = tempDir("tsbuild-cni-hang-");
-    for (const name of ["bridge", "host-local", "loopback"]) symlinkSync(join(PLUGIN_DIR, name), join(plugins, name));
+    for (const name of ["bridge", "host-local"]) symlinkSync(join(PLUGIN_DIR, name), join(plugins, name));
     const marker = join(plugins, "hanging.pid");
     writeFileSync(
-      join(plugins, "firewall"),
-      `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo $$ > ${marker}; exec sleep 600; fi\nexec ${PLUGIN_DIR}/firewall\n`,
+      join(plugins, "portmap"),
+      `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo $$ > ${marker}; exec sleep 600; fi\nexec ${PLUGIN_DIR}/portmap\n`,
     );
-    chmodSync(join(plugins, "firewall"), 0o755);
+    chmodSync(join(plugins, "portmap"), 0o755);
     const id = attachmentId("half");
-    const child = startAttachChild({ stateDir, id, bridge, cniPath: [plugins] });
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const child = startAttachChild({ stateDir, id, bridge, cniPath: [plugins], portMappings: [{ hostPort, containerPort: 80 }] });
     await child.waitFor("attaching");
     const deadline = Date.now() + 20_000;
     while (!existsSync(marker) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -263,7 +272,7 @@ describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)
     expect(error).toBeInstanceOf(NetworkError);
     expect(error.code).toBe("PLUGIN_NOT_FOUND");
     expect(error.message).toContain('"bridge"');
-    expect(error.message).toContain('"firewall"');
+    expect(error.message).toContain('"host-local"');
     expect(error.message).toContain(empty);
     expect(error.hint).toContain("apt-get install containernetworking-plugins");
     expect(existsSync(join("/run/tsbuild/netns", id))).toBe(false);
@@ -271,7 +280,7 @@ describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)
 
   it("reports a failing plugin with its message and a hint, and undoes the partial attachment with DEL", async () => {
     const plugins = tempDir("tsbuild-cni-fail-");
-    for (const name of ["host-local", "loopback", "firewall"]) symlinkSync(join(PLUGIN_DIR, name), join(plugins, name));
+    for (const name of ["host-local"]) symlinkSync(join(PLUGIN_DIR, name), join(plugins, name));
     const log = join(plugins, "calls.log");
     writeFileSync(
       join(plugins, "bridge"),

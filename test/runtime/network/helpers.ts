@@ -28,10 +28,18 @@ export function attachmentId(label: string): string {
   return `t-${label}-${randomBytes(4).toString("hex")}`;
 }
 
-/** Deletes a bridge the test created, and its entry in the bridge registry. */
+/** Deletes a bridge the test created, the iptables rules its registry entry lists, and the entry. */
 export function removeBridge(bridge: string, runDir = "/run/tsbuild"): void {
   spawnSync("ip", ["link", "delete", bridge], { encoding: "utf8" });
-  rmSync(join(runDir, "net", "bridges", `${bridge}.json`), { force: true });
+  const entryPath = join(runDir, "net", "bridges", `${bridge}.json`);
+  let rules: Array<{ table: string; chain: string; args: string[] }> = [];
+  try {
+    rules = (JSON.parse(readFileSync(entryPath, "utf8")) as { rules?: typeof rules }).rules ?? [];
+  } catch {
+    // no entry
+  }
+  for (const rule of rules) spawnSync("iptables", ["-w", "-t", rule.table, "-D", rule.chain, ...rule.args], { encoding: "utf8" });
+  rmSync(entryPath, { force: true });
 }
 
 export function iptables(table: string): string {
