@@ -4,8 +4,8 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pLimit from "p-limit";
 import { canonicalJson, sha256 } from "../llb/index.ts";
-import type { LayerInfo, StateRoot } from "./store/index.ts";
-import { LayerTree, type TreeEntry } from "./ops/source-tree.ts";
+import type { StateRoot } from "./store/index.ts";
+import type { LayerTree, TreeEntry } from "./ops/source-tree.ts";
 
 const hashLimit = pLimit(8);
 
@@ -18,17 +18,18 @@ const hashLimit = pLimit(8);
  */
 export async function layerSelectionChecksum(
   store: StateRoot,
-  layers: readonly LayerInfo[],
+  tree: LayerTree,
   sources: readonly string[],
   excludes: readonly string[],
 ): Promise<string> {
+  const layers = tree.layers;
   const memoKey = sha256(canonicalJson({ layers: layers.map((layer) => layer.id), sources, excludes })).slice(7);
   const memoDir = join(store.dir, "selection-checksums", memoKey.slice(0, 2));
   const memoPath = join(memoDir, memoKey);
   const remembered = await readFile(memoPath, "utf8").catch(() => undefined);
   if (remembered?.startsWith("sha256:")) return remembered;
 
-  const matched = await new LayerTree(layers).match(sources, excludes);
+  const matched = await tree.match(sources, excludes);
   const records = await Promise.all(
     matched.flatMap((source) =>
       [source.entry, ...source.children].map((entry) => hashLimit(() => entryRecord(source.source, entry))),

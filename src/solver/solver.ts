@@ -10,6 +10,7 @@ import type { SolveListener } from "./events.ts";
 import { applyFileOp } from "./ops/file-op.ts";
 import { commitUpperDir } from "./ops/commit.ts";
 import { runExecOp, type MountSource } from "./ops/exec-op.ts";
+import { LayerViews } from "./ops/overlay.ts";
 import { StepLog } from "./step-log.ts";
 import { CacheMounts } from "./cache-mounts.ts";
 import { layerSelectionChecksum } from "./selection-checksum.ts";
@@ -129,16 +130,21 @@ export class Solver {
   private async fileOp(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<SolveResult> {
     const [base = EMPTY, ...sources] = inputs;
     if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
-    const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
-    return this.layerStep(vertex, base, cacheKey, (layerId) =>
-      this.options.store.createLayer(layerId, (layerDir) =>
-        applyFileOp(op, {
-          layerDir,
-          base: new LayeredFS(base.layers),
-          source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action)),
-        }),
-      ),
-    );
+    const views = new LayerViews((label) => this.options.store.tempPath(label));
+    try {
+      const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs, views);
+      return await this.layerStep(vertex, base, cacheKey, (layerId) =>
+        this.options.store.createLayer(layerId, (layerDir) =>
+          applyFileOp(op, {
+            layerDir,
+            base: new LayeredFS(base.layers),
+            source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views),
+          }),
+        ),
+      );
+    } finally {
+      await views.close();
+    }
   }
 
   private async execOp(vertex: Vertex, op: ExecOp, inputs: SolveResult[]): Promise<SolveResult> {
@@ -231,7 +237,12 @@ export class Solver {
    * The op's digest, its inputs' keys, and for copies from a local context the
    * checksum of exactly the files they select (so an unrelated edit is a hit).
    */
-  private async fileOpCacheKey(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<{ cacheKey: string; selections: Map<CopyAction, Selection> }> {
+  private async fileOpCacheKey(
+    vertex: Vertex,
+    op: FileOp,
+    inputs: SolveResult[],
+    views: LayerViews,
+  ): Promise<{ cacheKey: string; selections: Map<CopyAction, Selection> }> {
     const contextChecksums: string[] = [];
     const selections = new Map<CopyAction, Selection>();
     // Sources copied from other stages or images count by what is copied, not by how it was made.
@@ -241,7 +252,8 @@ export class Solver {
       const input = inputs[action.sourceInput];
       if (input?.kind === "layers" && action.sourceInput > 0) {
         inputKeys[action.sourceInput] = null;
-        contextChecksums.push(await layerSelectionChecksum(this.options.store, input.layers, action.sources, action.excludes ?? []));
+        const tree = new LayerTree(input.layers, views.lazy(input.layers));
+        contextChecksums.push(await layerSelectionChecksum(this.options.store, tree, action.sources, action.excludes ?? []));
         continue;
       }
       if (input?.kind !== "context") continue;
@@ -255,12 +267,13 @@ export class Solver {
     return { cacheKey, selections };
   }
 
-  private sourceTree(input: SolveResult | undefined, selection: Selection | undefined): SourceTree {
+  private sourceTree(input: SolveResult | undefined, selection: Selection | undefined, views: LayerViews): SourceTree {
     if (input?.kind === "context") {
       if (!selection) throw new Error("a copy from a local context was not selected");
       return new ContextTree(selection);
     }
-    return new LayerTree(input?.layers ?? []);
+    const layers = input?.layers ?? [];
+    return new LayerTree(layers, views.lazy(layers));
   }
 
   private emit(event: { type: "start" | "cached"; vertex: string; name: string } | { type: "done"; vertex: string; name: string; durationMs: number }): void {

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { LayerInfo } from "../store/index.ts";
 import { isProcessAlive } from "../store/process-liveness.ts";
@@ -67,5 +67,44 @@ export async function unmountStale(dir: string): Promise<void> {
 async function markOpaqueDirs(layer: LayerInfo): Promise<void> {
   for (const path of layer.opaqueDirs) {
     await run("setfattr", ["-n", "trusted.overlay.opaque", "-v", "y", join(layer.dir, path)]);
+  }
+}
+
+/**
+ * Read-only merged views of layer stacks, mounted on first use and all
+ * unmounted by `close` (the views live as long as one op needs them).
+ */
+export class LayerViews {
+  private readonly mounted: string[] = [];
+  private readonly views = new Map<string, () => Promise<string>>();
+
+  constructor(private readonly tempPath: (label: string) => string) {}
+
+  /** A function that mounts `layers` once and returns the view's directory; undefined without the privilege to mount. */
+  lazy(layers: readonly LayerInfo[]): (() => Promise<string>) | undefined {
+    if (process.getuid?.() !== 0) return undefined;
+    const key = layers.map((layer) => layer.id).join(":");
+    let lazy = this.views.get(key);
+    if (!lazy) {
+      let view: Promise<string> | undefined;
+      lazy = () => (view ??= this.mount(layers));
+      this.views.set(key, lazy);
+    }
+    return lazy;
+  }
+
+  async close(): Promise<void> {
+    for (const target of this.mounted.splice(0)) {
+      await unmount(target);
+      await rm(dirname(target), { recursive: true, force: true });
+    }
+  }
+
+  private async mount(layers: readonly LayerInfo[]): Promise<string> {
+    const work = this.tempPath("view");
+    const target = join(work, "view");
+    await mountOverlay({ lower: layers, target, emptyDir: join(work, "empty") });
+    this.mounted.push(target);
+    return target;
   }
 }
