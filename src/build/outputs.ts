@@ -110,13 +110,15 @@ export type { LayerBlob };
 /**
  * `-o type=local`: as root, the kernel merges the layers (a read-only overlay)
  * and cp copies the tree in one process, far faster than a call per file from
- * Node; otherwise the exporter walks the layers itself. Either way files in
- * DEST are replaced, never written through, and owners are not kept (as
- * BuildKit's local exporter).
+ * Node, when DEST is new or empty; otherwise the exporter walks the layers
+ * itself. Either way files in DEST are replaced, never written through, and
+ * owners are not kept (as BuildKit's local exporter).
  */
 async function exportFilesystem(request: ExportRequest, dest: string): Promise<void> {
   const layers = request.result.layers;
-  if (process.getuid?.() !== 0 || layers.length === 0) return exportLocal(layers, dest);
+  // cp follows a symlink it finds in an existing destination; only an empty destination is safe for it.
+  const destEntries = await readdir(dest).catch(() => [] as string[]);
+  if (process.getuid?.() !== 0 || layers.length === 0 || destEntries.length > 0) return exportLocal(layers, dest);
   const work = request.store.tempPath("export-local");
   const view = join(work, "view");
   await mountOverlay({ lower: layers, target: view, emptyDir: join(work, "empty") });

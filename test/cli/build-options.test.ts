@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bin, project, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
@@ -60,6 +60,16 @@ describe("build options", () => {
       .join("");
     expect(listing).toMatch(/7\/8 +\d+ \S+ \S+ copy\/sub\/f1\n/);
     expect(listing).toMatch(/0\/0 +\d+ \S+ \S+ copy\/sub\/extra\.txt\n/);
+  });
+
+  it("never writes through a symlink already in an export destination", () => {
+    const outside = temp("outside");
+    const dest = temp("out");
+    symlinkSync(outside, join(dest, "x"));
+    const dir = project({ Dockerfile: "FROM scratch\nCOPY x/ /x/\n", "x/passwd": "from the image" });
+    expect(tsbuild(["build", "--root", temp("root"), "--progress", "quiet", "-o", dest, dir]).code).toBe(0);
+    expect(readdirSync(outside)).toEqual([]);
+    expect(readFileSync(join(dest, "x", "passwd"), "utf8")).toBe("from the image");
   });
 
   it("reads the Dockerfile from standard input with -f -", () => {
