@@ -1,8 +1,13 @@
 // Bundles the CLI so start-up does not pay for module resolution of many files.
 import { build } from "esbuild";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+
+// Chunk names carry content hashes: drop the previous build's so dist/ holds one version.
+for (const name of readdirSync("dist", { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)) {
+  if (/\.js(\.map)?$/.test(name)) rmSync(`dist/${name}`);
+}
 
 await build({
   entryPoints: { tsbuild: "src/cli/entry.ts" },
