@@ -9,7 +9,7 @@ import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
 import { applyFileOp } from "./ops/file-op.ts";
 import { commitUpperDir } from "./ops/commit.ts";
-import { runExecOp, type MountSource } from "./ops/exec-op.ts";
+import type { ExecResult, MountSource } from "./ops/exec-op.ts";
 import { LayerViews } from "./ops/overlay.ts";
 import { StepLog } from "./step-log.ts";
 import { CacheMounts } from "./cache-mounts.ts";
@@ -155,8 +155,10 @@ export class Solver {
       const log = await StepLog.open(this.options.store, vertex, (stream, data) =>
         this.options.listener({ type: "log", vertex: vertex.digest, time: Date.now(), stream, data }),
       );
-      let result: Awaited<ReturnType<typeof runExecOp>> | undefined;
+      let result: ExecResult | undefined;
       try {
+        // The sandbox and network code load only for builds that have RUN steps.
+        const { runExecOp } = await import("./ops/exec-op.ts");
         result = await runExecOp(op, {
           store: this.options.store,
           base: base.layers,

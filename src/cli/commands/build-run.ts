@@ -7,7 +7,7 @@ import { canonicalJson, toDot } from "../../llb/index.ts";
 import { parseDockerfile } from "../../parser/index.ts";
 import { BuildCancelledError } from "../../solver/errors.ts";
 import { Solver } from "../../solver/solver.ts";
-import { networkReleases } from "../../solver/ops/exec-op.ts";
+import { networkReleases } from "../../solver/ops/network-releases.ts";
 import { unmountStale } from "../../solver/ops/overlay.ts";
 import { StateRoot } from "../../solver/store/index.ts";
 import { EXIT, UserError } from "../errors.ts";

@@ -8,6 +8,7 @@ import type { CacheMounts } from "../cache-mounts.ts";
 import type { LayerInfo, StateRoot } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
 import { runCommand } from "./command.ts";
+import { releaseInBackground } from "./network-releases.ts";
 import { mountOverlay, unmount } from "./overlay.ts";
 
 /** A filesystem a RUN --mount reads: layers (a stage or image) or a local directory (the context). */
@@ -98,25 +99,6 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   }
 }
 
-const pendingReleases = new Set<Promise<void>>();
-
-/**
- * Network teardown takes longer than the attach; the step's result does not
- * depend on it, so it finishes while the build goes on. The build waits for
- * all of them before it exits (`networkReleases`).
- */
-function releaseInBackground(attaching: Promise<{ release(): Promise<void> }>, stderr: Writable): void {
-  const release = attaching
-    .then((network) => network.release())
-    .catch((error: unknown) => void stderr.write(`warning: ${(error as Error).message}\n`))
-    .finally(() => pendingReleases.delete(release));
-  pendingReleases.add(release);
-}
-
-/** Resolves once every network of a finished step is released. */
-export async function networkReleases(): Promise<void> {
-  while (pendingReleases.size > 0) await Promise.all([...pendingReleases]);
-}
 
 interface MountState {
   context: ExecContext;
