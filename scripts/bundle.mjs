@@ -1,10 +1,11 @@
 // Bundles the CLI so start-up does not pay for module resolution of many files.
 import { build } from "esbuild";
-import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 
 // Chunk names carry content hashes: drop the previous build's so dist/ holds one version.
+mkdirSync("dist", { recursive: true });
 for (const name of readdirSync("dist", { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)) {
   if (/\.js(\.map)?$/.test(name)) rmSync(`dist/${name}`);
 }
