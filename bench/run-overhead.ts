@@ -10,13 +10,13 @@
  * Results: bench/results/run-overhead.json. docs/benchmarks.md explains the set-up.
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { cpus, loadavg, release, totalmem, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createTsbuild, type BuildFlags, type Builder } from "./build-cache/builders.ts";
 import { createBuildKit } from "./build-cache/buildkit.ts";
 import { compareTrees, type Comparison } from "./build-cache/compare.ts";
-import { describeBuilder, type BuilderInfo } from "./build-cache/report.ts";
+import { describeBuilder, describeMachine, type BuilderInfo } from "./build-cache/report.ts";
 import { aptInstall, median, run, runChecked, tail } from "./build-cache/run.ts";
 import { ensureStaticBusybox, writeContext, type OverheadContext } from "./run-overhead/context.ts";
 import { buildkitRunStepsMs, percentile, tsbuildRunSteps } from "./run-overhead/steps.ts";
@@ -345,14 +345,7 @@ function toJson(report: Report): object {
   return {
     benchmark: "run-overhead",
     date: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      kernel: release(),
-      node: process.version,
-      loadAverage1m: { atStart: round1(report.loadAtStart), atEnd: round1(report.loadAtEnd) },
-    },
+    machine: describeMachine(report.loadAtStart, report.loadAtEnd),
     method: `(median wall clock of the build with ${steps} RUN steps − median with none) / ${steps}; cache disabled (tsbuild --no-cache with a fresh --root, docker build --no-cache after docker builder prune -af); both export to a fresh local directory`,
     steps,
     rounds: report.options.rounds,

@@ -11,3 +11,20 @@ export class UserError extends Error {
     this.hint = hint;
   }
 }
+
+/** A UserError with a stable `code` that callers can branch on. */
+export class CodedUserError<Code extends string> extends UserError {
+  readonly code: Code;
+
+  constructor(code: Code, message: string, options: { hint?: string | undefined; cause?: unknown } = {}) {
+    super(message, options.hint);
+    this.code = code;
+    if (options.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+/** The errno code of a Node system error ("ENOENT", "EACCES"…), if it is one. */
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error && typeof error.code === "string") return error.code;
+  return undefined;
+}

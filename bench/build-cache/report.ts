@@ -28,19 +28,24 @@ export function describeBuilder(builder: Builder, note?: string): BuilderInfo {
   return { id: builder.id, name: builder.name, version: builder.version, ...(note === undefined ? {} : { note }) };
 }
 
+/** The machine a benchmark ran on, with the load at its start and end (other work skews every figure). */
+export function describeMachine(loadAtStart: number, loadAtEnd: number): object {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    loadAverage1m: { atStart: round1(loadAtStart), atEnd: round1(loadAtEnd) },
+  };
+}
+
 /** The JSON written to bench/results/build-cache.json. */
 export function toJson(input: ReportInput): object {
   return {
     benchmark: "build-cache",
     date: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      kernel: release(),
-      node: process.version,
-      loadAverage1m: { atStart: round1(input.loadAtStart), atEnd: round1(loadavg()[0] as number) },
-    },
+    machine: describeMachine(input.loadAtStart, loadavg()[0] as number),
     context: { files: input.context.files, bytes: input.context.bytes, seed: input.seed, dockerfile: input.dockerfile },
     output: input.output === "local" ? "type=local,dest=DIR for every builder (a fresh directory per run)" : "none requested (docker build stores the image in dockerd's image store)",
     builders: Object.fromEntries(input.builders.map(({ id, ...rest }) => [id, rest])),

@@ -1,4 +1,6 @@
-import { UserError } from "../user-error.ts";
+import { CodedUserError, errnoCode } from "../user-error.ts";
+
+export { errnoCode };
 
 /** What went wrong with the build context; stable strings for callers and tests. */
 export type ContextErrorCode =
@@ -27,20 +29,10 @@ export type ContextErrorCode =
  * A mistake the user can fix about the build context: a missing or ignored
  * source, a path outside the context, a bad pattern.
  */
-export class ContextError extends UserError {
+export class ContextError extends CodedUserError<ContextErrorCode> {
   override readonly name = "ContextError";
-  readonly code: ContextErrorCode;
-
-  constructor(code: ContextErrorCode, message: string, options: { hint?: string | undefined; cause?: unknown } = {}) {
-    super(message, options.hint);
-    this.code = code;
-    if (options.cause !== undefined) this.cause = options.cause;
-  }
 }
 
-export function errnoCode(error: unknown): string | undefined {
-  return typeof error === "object" && error !== null ? (error as NodeJS.ErrnoException).code : undefined;
-}
 
 /** ENOENT/ENOTDIR: the path (or a parent) is not there. */
 export function isNotFound(error: unknown): boolean {

@@ -1,4 +1,6 @@
-import { UserError } from "../user-error.ts";
+import { CodedUserError, errnoCode } from "../user-error.ts";
+
+export { errnoCode };
 
 /** What went wrong around a sandboxed process; stable strings for callers and tests. */
 export type SandboxErrorCode =
@@ -13,13 +15,6 @@ export type SandboxErrorCode =
   /** The helper or runtime could not be started or failed outside the command. */
   | "START_FAILED";
 
-export class SandboxError extends UserError {
+export class SandboxError extends CodedUserError<SandboxErrorCode> {
   override readonly name = "SandboxError";
-  readonly code: SandboxErrorCode;
-
-  constructor(code: SandboxErrorCode, message: string, options: { hint?: string | undefined; cause?: unknown } = {}) {
-    super(message, options.hint);
-    this.code = code;
-    if (options.cause !== undefined) this.cause = options.cause;
-  }
 }

@@ -1,4 +1,6 @@
-import { UserError } from "../../user-error.ts";
+import { CodedUserError, errnoCode } from "../../user-error.ts";
+
+export { errnoCode };
 
 /** What went wrong while attaching or releasing a network; stable strings for callers and tests. */
 export type NetworkErrorCode =
@@ -21,17 +23,7 @@ export type NetworkErrorCode =
   /** A plugin failed while removing an attachment (the record is kept for a later clean-up). */
   | "RELEASE_FAILED";
 
-export class NetworkError extends UserError {
+export class NetworkError extends CodedUserError<NetworkErrorCode> {
   override readonly name = "NetworkError";
-  readonly code: NetworkErrorCode;
-
-  constructor(code: NetworkErrorCode, message: string, options: { hint?: string | undefined; cause?: unknown } = {}) {
-    super(message, options.hint);
-    this.code = code;
-    if (options.cause !== undefined) this.cause = options.cause;
-  }
 }
 
-export function errnoCode(error: unknown): string | undefined {
-  return typeof error === "object" && error !== null && "code" in error ? String((error as { code: unknown }).code) : undefined;
-}

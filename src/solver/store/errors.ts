@@ -1,4 +1,4 @@
-import { UserError } from "../../user-error.ts";
+import { UserError, errnoCode } from "../../user-error.ts";
 
 /**
  * Errors of the state root. Each says what failed, on which path, and what to do;
@@ -19,11 +19,7 @@ export class StoreError extends UserError {
   }
 }
 
-/** The errno code of a Node system error, if it is one. */
-export function errnoCode(error: unknown): string | undefined {
-  if (typeof error === "object" && error !== null && "code" in error && typeof error.code === "string") return error.code;
-  return undefined;
-}
+export { errnoCode };
 
 const REASONS: Record<string, { reason: string; hint: string }> = {
   EACCES: {
