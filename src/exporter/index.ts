@@ -31,3 +31,6 @@ export {
 } from "./image.ts";
 export { MEDIA_TYPES, layerCompression } from "./media-types.ts";
 export { ExporterError, UnsafeLayerEntryError, type ExporterErrorCode } from "./errors.ts";
+/** Safe tar helpers shared with ADD's archive unpacking. */
+export { feedTar } from "./tar-util.ts";
+export { parentOf, splitLayerPath } from "./paths.ts";

@@ -8,7 +8,7 @@ export function splitLayerPath(path: string): { parts: string[] } | { unsafe: st
   const parts: string[] = [];
   for (const part of path.split("/")) {
     if (part === "" || part === ".") continue;
-    if (part === "..") return { unsafe: "it has a '..' component that leaves the layer root" };
+    if (part === "..") return { unsafe: "it has a '..' component that leaves the root" };
     parts.push(part);
   }
   return { parts };

@@ -10,9 +10,10 @@ import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, readlink, rm, 
 import { basename, join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { extract as createExtract, type Extract, type Header } from "tar-stream";
+import { extract as createExtract, type Header } from "tar-stream";
 import { UserError } from "../../user-error.ts";
 import { runCommand, startCommand } from "../sources/command.ts";
+import { feedTar, parentOf, splitLayerPath } from "../../exporter/index.ts";
 
 export type ArchiveCompression = "uncompressed" | "gzip" | "bzip2" | "xz" | "zstd";
 
@@ -221,43 +222,6 @@ function describe(name: string, error: unknown): unknown {
 }
 
 /** Writes a byte stream into a tar-stream extractor with backpressure, then ends it. */
-async function feedTar(extract: Extract, source: AsyncIterable<Buffer>): Promise<void> {
-  for await (const chunk of source) {
-    if (extract.destroying || extract.destroyed) throw new Error("tar extraction stopped");
-    if (!extract.write(chunk)) {
-      await new Promise<void>((resolve, reject) => {
-        const cleanup = () => {
-          extract.off("drain", onDrain);
-          extract.off("close", onClose);
-        };
-        const onDrain = () => {
-          cleanup();
-          resolve();
-        };
-        const onClose = () => {
-          cleanup();
-          reject(new Error("tar extraction stopped"));
-        };
-        extract.once("drain", onDrain);
-        extract.once("close", onClose);
-      });
-    }
-  }
-  extract.end(undefined);
-}
-
-/** Components of an entry name, or why it would leave the destination. */
-function splitEntryPath(name: string): { parts: string[] } | { unsafe: string } {
-  if (name.startsWith("/")) return { unsafe: "it is an absolute path" };
-  const parts: string[] = [];
-  for (const part of name.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") return { unsafe: "it has a '..' component that leaves the destination" };
-    parts.push(part);
-  }
-  return { parts };
-}
-
 /** Whether a relative symlink target, seen from directory `dir` (destination-relative), climbs above the destination. */
 function climbsOut(dir: string, target: string): boolean {
   if (target.startsWith("/")) return false; // resolved against the image root, as Docker allows
@@ -272,11 +236,6 @@ function climbsOut(dir: string, target: string): boolean {
     }
   }
   return false;
-}
-
-function parentOf(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "" : path.slice(0, slash);
 }
 
 /** Strict ancestors of a relative path, outermost first, without the root. */
@@ -354,7 +313,7 @@ class ArchiveWriter {
     const name = header.name;
     const isFile = header.type === "file" || header.type === "contiguous-file";
     if (!isFile) await drain(body);
-    const split = splitEntryPath(name);
+    const split = splitLayerPath(name);
     if ("unsafe" in split) throw this.unsafe(name, split.unsafe);
     const path = split.parts.join("/");
     if (path === "") {
@@ -416,7 +375,7 @@ class ArchiveWriter {
   }
 
   private async hardLink(name: string, path: string, linkname: string): Promise<void> {
-    const split = splitEntryPath(linkname);
+    const split = splitLayerPath(linkname);
     if ("unsafe" in split) throw this.unsafe(name, `it is a hard link to ${JSON.stringify(linkname)}, and ${split.unsafe.replace(/^it /, "that ")}`);
     const target = split.parts.join("/");
     if (target === "") throw this.bad(name, "hard link without a target");
