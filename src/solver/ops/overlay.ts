@@ -3,6 +3,7 @@ import { dirname, join, relative } from "node:path";
 import type { LayerInfo } from "../store/index.ts";
 import { isProcessAlive } from "../store/process-liveness.ts";
 import { runCommand as run } from "./command.ts";
+import { UserError } from "../../user-error.ts";
 
 /**
  * overlayfs mounts of layer stacks. Layer directories are given relative to
@@ -36,7 +37,12 @@ export async function mountOverlay(request: OverlayRequest): Promise<void> {
   const options = [`lowerdir=${lowerDirs.join(":")}`];
   if (request.upperDir && request.workDir) options.push(`upperdir=${request.upperDir}`, `workdir=${request.workDir}`);
   else options.push("ro");
-  await run("mount", ["-t", "overlay", "overlay", "-o", options.join(","), request.target], base);
+  try {
+    await run("mount", ["-t", "overlay", "overlay", "-o", options.join(","), request.target], base);
+  } catch (error) {
+    // Not a bug in the build: the machine cannot mount overlays (not root, no overlayfs).
+    throw new UserError(`cannot mount an overlay of ${request.lower.length} layers: ${(error as Error).message}`, "tsbuild needs root and a kernel with overlayfs for RUN steps and large copies");
+  }
 }
 
 export async function unmount(target: string): Promise<void> {
