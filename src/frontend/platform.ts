@@ -45,3 +45,10 @@ export function platformArgs(build: Platform, target: Platform): Map<string, str
     ["TARGETVARIANT", target.variant ?? ""],
   ]);
 }
+
+/** Whether an image of platform `candidate` serves `wanted` (names normalized first; a missing arm64 variant is v8). */
+export function platformMatches(candidate: Platform, wanted: Platform): boolean {
+  const a = normalizePlatform(candidate);
+  const b = normalizePlatform(wanted);
+  return a.os === b.os && a.architecture === b.architecture && (a.variant ?? "") === (b.variant ?? "");
+}

@@ -11,6 +11,8 @@ export interface Layout {
   cache: string;
   /** Layers: snapshots/<id>/{fs/,meta.json}. */
   snapshots: string;
+  /** Image names: images/<sha256 of the name>.json. */
+  images: string;
   locks: string;
   /** One file per live lease. */
   leases: string;
@@ -30,6 +32,7 @@ export function layoutOf(root: string): Layout {
     blobs: join(root, "content", "blobs"),
     cache: join(root, "cache"),
     snapshots: join(root, "snapshots"),
+    images: join(root, "images"),
     locks,
     leases: join(locks, "leases"),
     pruning: join(locks, "pruning"),
@@ -40,5 +43,5 @@ export function layoutOf(root: string): Layout {
 
 /** The directories `StateRoot.open` creates. */
 export function layoutDirectories(layout: Layout): string[] {
-  return [layout.tmp, join(layout.blobs, "sha256"), layout.cache, layout.snapshots, layout.leases, layout.pruning];
+  return [layout.tmp, join(layout.blobs, "sha256"), layout.cache, layout.snapshots, layout.images, layout.leases, layout.pruning];
 }

@@ -1,6 +1,7 @@
 import { rename, rm, stat } from "node:fs/promises";
 import { listBlobs } from "./blob-store.ts";
 import type { CacheIndex, StoredRecord } from "./cache-index.ts";
+import type { ImageRefs } from "./image-refs.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import type { LayerStore } from "./layer-store.ts";
 import type { LeaseRegistry } from "./leases.ts";
@@ -31,11 +32,12 @@ export interface MaintenanceParts {
   leases: LeaseRegistry;
   cache: CacheIndex;
   layers: LayerStore;
+  images: ImageRefs;
 }
 
 async function takeInventory(parts: MaintenanceParts): Promise<Inventory> {
-  const [records, layers, blobs] = await Promise.all([parts.cache.list(), parts.layers.list(), listBlobs(parts.blobsDir)]);
-  return { records, layers, blobs };
+  const [records, layers, blobs, imageBlobs] = await Promise.all([parts.cache.list(), parts.layers.list(), listBlobs(parts.blobsDir), parts.images.reachableBlobs()]);
+  return { records, layers, blobs, imageBlobs };
 }
 
 /** The oldest moment prune must respect: nothing used since then is removed. */

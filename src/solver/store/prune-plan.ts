@@ -16,6 +16,8 @@ export interface Inventory {
   records: StoredRecord[];
   layers: StoredLayer[];
   blobs: StoredBlob[];
+  /** Digests of the blobs that stored image names reach: never removed. */
+  imageBlobs: ReadonlySet<string>;
 }
 
 export interface PrunePlan {
@@ -95,6 +97,7 @@ export function planPrune(inventory: Inventory, options: PruneOptions, now: numb
     if (!references.has(layer.id) && removableLayer(layer)) units.push({ lastUsedAt: layer.lastUsedAt, remove: () => removeLayer(layer) });
   }
   for (const blob of inventory.blobs) {
+    if (inventory.imageBlobs.has(blobDigest(blob.path))) continue;
     if (removable(blob.lastUsedAt)) units.push({ lastUsedAt: blob.lastUsedAt, remove: () => removeBlob(blob) });
   }
   units.sort((a, b) => a.lastUsedAt - b.lastUsedAt);
@@ -108,4 +111,10 @@ export function planPrune(inventory: Inventory, options: PruneOptions, now: numb
     unit.remove();
   }
   return plan;
+}
+
+/** content/blobs/<algorithm>/<hex> → "<algorithm>:<hex>". */
+function blobDigest(path: string): string {
+  const parts = path.split("/");
+  return `${parts.at(-2) ?? ""}:${parts.at(-1) ?? ""}`;
 }

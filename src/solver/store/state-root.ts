@@ -5,6 +5,7 @@ import { writeFileAtomic } from "./atomic-file.ts";
 import { BlobStore } from "./blob-store.ts";
 import { CacheIndex, type CacheRecord } from "./cache-index.ts";
 import { ensureDir } from "./ensure-dir.ts";
+import { ImageRefs, type ImageRef } from "./image-refs.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import { LayerStore, type LayerFill, type LayerInfo } from "./layer-store.ts";
 import { layoutDirectories, layoutOf, type Layout } from "./layout.ts";
@@ -30,6 +31,7 @@ export class StateRoot {
   private readonly blobs: BlobStore;
   private readonly cache: CacheIndex;
   private readonly layers: LayerStore;
+  private readonly images: ImageRefs;
   private readonly leases: LeaseRegistry;
   private readonly maintenance: MaintenanceParts;
 
@@ -42,7 +44,8 @@ export class StateRoot {
     this.layers = new LayerStore(layout.snapshots, this.temp, gate);
     this.cache = new CacheIndex(layout.cache, this.temp, gate, (id) => this.layers.exists(id));
     this.leases = new LeaseRegistry(layout.leases, this.temp);
-    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers };
+    this.images = new ImageRefs(layout.images, this.temp, this.blobs);
+    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers, images: this.images };
   }
 
   /** Opens (creating if needed) the root at `dir`, and removes temp entries left by dead processes. */
@@ -122,6 +125,25 @@ export class StateRoot {
   /** Creates a whiteout (char device 0:0) at `path`, for use inside `createLayer`'s fill. */
   createWhiteout(path: string): Promise<void> {
     return createWhiteout(path, { template: this.layout.whiteout });
+  }
+
+  // Image names (the local image store)
+
+  getImageRef(name: string): Promise<ImageRef | undefined> {
+    return this.images.get(name);
+  }
+
+  /** Names an image whose blobs are in the content store; they are kept by prune while a name reaches them. */
+  putImageRef(ref: ImageRef): Promise<void> {
+    return this.images.put(ref);
+  }
+
+  removeImageRef(name: string): Promise<boolean> {
+    return this.images.remove(name);
+  }
+
+  listImageRefs(): Promise<ImageRef[]> {
+    return this.images.list();
   }
 
   // Maintenance

@@ -29,7 +29,8 @@ const inventories = fc
         record: { key: `r${index}`, layers: record.layers.map((n) => `l${n}`), createdAt: 0, lastUsedAt: record.lastUsedAt, description: "" },
       }),
     ),
-    blobs: blobs.map((blob, index) => ({ path: `/b/${index}`, ...blob })),
+    blobs: blobs.map((blob, index) => ({ path: `/b/sha256/${index}`, ...blob })),
+    imageBlobs: new Set(["sha256:0"]),
   }));
 
 const options = fc.record(
@@ -77,11 +78,18 @@ describe("planPrune", () => {
       layers: [layer("a", 100, 10), layer("b", 100, 30), layer("c", 100, 20)],
       records: [],
       blobs: [{ path: "/b/x", size: 100, lastUsedAt: 40 }],
+      imageBlobs: new Set(),
     };
     const plan = planPrune(inventory, { keepBytes: 200 }, NOW, NOW);
     expect(plan.layers.map((removed) => removed.id)).toEqual(["a", "c"]);
     expect(plan.bytes).toBe(200);
     expect(planPrune(inventory, { keepBytes: 200 }, NOW, 25).layers.map((removed) => removed.id)).toEqual(["a", "c"]);
     expect(planPrune(inventory, { keepBytes: 200 }, NOW, 15).layers.map((removed) => removed.id)).toEqual(["a"]);
+  });
+
+  it("never removes a blob that a stored image name reaches", () => {
+    const blob = (hex: string) => ({ path: `/b/sha256/${hex}`, size: 10, lastUsedAt: 1 });
+    const inventory: Inventory = { layers: [], records: [], blobs: [blob("aa"), blob("bb")], imageBlobs: new Set(["sha256:aa"]) };
+    expect(planPrune(inventory, { all: true }, NOW, NOW).blobs.map((removed) => removed.path)).toEqual(["/b/sha256/bb"]);
   });
 });
