@@ -6,9 +6,10 @@ import type { GraphBuilder, Platform, SourceOp } from "../llb/index.ts";
 import { extractLayer, readOciLayout } from "../exporter/index.ts";
 import type { LayerInfo, StateRoot } from "../solver/store/index.ts";
 import { loadRemoteSource, type RemoteSourceOptions } from "../solver/sources/index.ts";
+import { loadImageSource, resolveRegistryImage, type BaseImageOptions } from "./base-images.ts";
 
-/** `--build-context NAME=VALUE`: a directory, or an OCI image layout. */
-export type NamedContext = { kind: "dir"; path: string } | { kind: "oci-layout"; path: string; tag?: string };
+/** `--build-context NAME=VALUE`: a directory, an OCI image layout, or an image (stored or in a registry). */
+export type NamedContext = { kind: "dir"; path: string } | { kind: "oci-layout"; path: string; tag?: string } | { kind: "image"; reference: string };
 
 export function parseNamedContexts(values: readonly string[]): Map<string, NamedContext> {
   const contexts = new Map<string, NamedContext>();
@@ -18,7 +19,10 @@ export function parseNamedContexts(values: readonly string[]): Map<string, Named
     const name = value.slice(0, equals);
     const target = value.slice(equals + 1);
     if (target.startsWith("docker-image://")) {
-      throw new UserError(`--build-context ${name}: registry images are not supported yet`, "export the image to an OCI layout and pass oci-layout://DIR");
+      const reference = target.slice("docker-image://".length);
+      if (reference === "") throw new UserError(`--build-context ${name}: the image reference is missing`, "e.g. --build-context base=docker-image://alpine:3.20");
+      contexts.set(name, { kind: "image", reference });
+      continue;
     }
     if (target.startsWith("oci-layout://")) {
       const rest = target.slice("oci-layout://".length);
@@ -28,21 +32,26 @@ export function parseNamedContexts(values: readonly string[]): Map<string, Named
       contexts.set(name, { kind: "oci-layout", path: resolve(hasTag ? rest.slice(0, colon) : rest), ...(hasTag ? { tag: rest.slice(colon + 1) } : {}) });
       continue;
     }
-    if (/^[a-z]+:\/\//.test(target)) throw new UserError(`--build-context ${name}: "${target}" is not supported`, "use a directory or oci-layout://DIR[:TAG]");
+    if (/^[a-z]+:\/\//.test(target)) throw new UserError(`--build-context ${name}: "${target}" is not supported`, "use a directory, oci-layout://DIR[:TAG] or docker-image://REF");
     contexts.set(name, { kind: "dir", path: resolve(target) });
   }
   return contexts;
 }
 
-/** FROM / COPY --from of something that is not a stage: a named context, or an image (not available without a registry client). */
+/** FROM / COPY --from of something that is not a stage: a named context, or an image (stored, else pulled). */
 export async function resolveBaseImage(
   reference: { name: string; isNamedContext: boolean; platform: Platform },
   graph: GraphBuilder,
   namedContexts: ReadonlyMap<string, NamedContext>,
+  images: BaseImageOptions,
 ): Promise<ResolvedImage> {
   const context = namedContexts.get(reference.name);
-  if (!context) {
-    throw new UserError(`cannot use image "${reference.name}": pulling from registries is not supported yet`, `pass it as --build-context ${reference.name}=oci-layout://DIR[:TAG], or build FROM scratch`);
+  if (!context || context.kind === "image") {
+    const name = context?.kind === "image" ? context.reference : reference.name;
+    const { identifier, image } = await resolveRegistryImage(name, reference.platform, images);
+    const layerCount = image.manifest.layers.length;
+    const root = layerCount > 0 ? graph.add({ type: "source", identifier }, [], { name: `load ${name}` }) : null;
+    return { root, config: normalizeConfig(image.config as unknown as ImageConfig, reference.platform), layerCount };
   }
   if (context.kind === "dir") {
     await requireDirectory(context.path, reference.name);
@@ -64,6 +73,8 @@ export async function resolveBaseImage(
 export async function loadSource(op: SourceOp, store: StateRoot, options: RemoteSourceOptions = {}): Promise<{ layers: LayerInfo[]; cacheKey: string } | undefined> {
   const remote = await loadRemoteSource(op, store, options);
   if (remote) return remote;
+  const image = await loadImageSource(op.identifier, store);
+  if (image) return image;
   const match = /^oci-layout:\/\/(.+)@(sha256:[0-9a-f]{64})$/.exec(op.identifier);
   if (!match) return undefined;
   const [, path = "", digest = ""] = match;

@@ -1,77 +1,144 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import pLimit from "p-limit";
-import { UserError } from "../user-error.ts";
-import { exportLocal, writeLayerBlob, writeOciLayout, writeOciTar, type LayerBlob } from "../exporter/index.ts";
+import { exportLocal, exportTar, writeDockerArchive, writeOciLayout, writeOciTar, type LayerBlob } from "../exporter/index.ts";
+import { commitImage } from "../images/commit-image.ts";
+import { familiarName, readStoredImage, storedName } from "../images/image-store.ts";
+import { ensureLayerBlob } from "../images/layer-blobs.ts";
+import { formatReference, parseReference, pushImage, registryHosts, type ImageReference, type RegistryOptions } from "../registry/index.ts";
+import type { LayerOptions, OutputSpec } from "./output-spec.ts";
 import type { BuildDefinition, HistoryEntry, ImageConfig } from "../frontend/index.ts";
 import type { SolveResult, Solver } from "../solver/solver.ts";
 import { runCommand } from "../solver/ops/command.ts";
 import { mountOverlay, unmount } from "../solver/ops/overlay.ts";
 import type { LayerInfo, StateRoot } from "../solver/store/index.ts";
 
-export type OutputSpec = { type: "local"; dest: string } | { type: "oci"; dest: string } | { type: "oci-layout"; dest: string };
-
-const NOT_YET = new Set(["image", "docker", "registry", "tar", "cacheonly"]);
-
-/** Parses `-o` values: `type=local,dest=DIR`, `type=oci,dest=FILE`, `type=oci-layout,dest=DIR`, or a bare DIR (local). */
-export function parseOutputs(values: readonly string[]): OutputSpec[] {
-  return values.map((value) => {
-    if (!value.includes("=")) return { type: "local", dest: resolve(value) };
-    const fields = new Map(
-      value.split(",").map((field) => {
-        const equals = field.indexOf("=");
-        return equals < 0 ? [field, ""] : [field.slice(0, equals), field.slice(equals + 1)];
-      }),
-    );
-    const type = fields.get("type") ?? "local";
-    const dest = fields.get("dest");
-    if (NOT_YET.has(type)) throw new UserError(`-o type=${type} is not supported yet`, "use type=local, type=oci or type=oci-layout");
-    if (type !== "local" && type !== "oci" && type !== "oci-layout") {
-      throw new UserError(`-o "${value}": unknown output type "${type}"`, "use type=local,dest=DIR, type=oci,dest=FILE.tar or type=oci-layout,dest=DIR");
-    }
-    if (!dest) throw new UserError(`-o "${value}": dest is missing`, `e.g. -o type=${type},dest=${type === "oci" ? "image.tar" : "out"}`);
-    return { type, dest: resolve(dest) };
-  });
-}
+export { parseOutputs, type OutputSpec } from "./output-spec.ts";
 
 export interface ExportRequest {
   outputs: readonly OutputSpec[];
   definition: BuildDefinition;
   result: SolveResult & { kind: "layers" };
   store: StateRoot;
-  tags: readonly string[];
   solver: Solver;
+  registry: RegistryOptions;
+  /** --label KEY=VALUE: added to the image config. */
+  labels: ReadonlyMap<string, string>;
+  /** A line for the user while outputs are written (pushes take a while). */
+  note: (line: string) => void;
   signal: AbortSignal;
 }
+
+type ImageOutput = Exclude<OutputSpec, { type: "local" } | { type: "tar" }>;
 
 /** Writes every requested output; returns summary lines for the user. */
 export async function exportOutputs(request: ExportRequest): Promise<string[]> {
   const summary: string[] = [];
-  const imageOutputs = request.outputs.filter((output) => output.type !== "local");
+  const imageOutputs: ImageOutput[] = [];
   for (const output of request.outputs) {
     if (output.type === "local") {
       await exportFilesystem(request, output.dest);
       summary.push(`exported the filesystem to ${output.dest}`);
-    }
+    } else if (output.type === "tar") {
+      await exportFilesystemTar(request, output.dest);
+      if (output.dest !== "-") summary.push(`exported the filesystem as a tar to ${output.dest}`);
+    } else imageOutputs.push(output);
   }
   if (imageOutputs.length === 0) return summary;
   const image = await imageLayers(request);
-  const workDir = request.store.tempPath("export");
-  const limit = pLimit(2);
-  const blobs = await Promise.all(image.layers.map((layer) => limit(() => writeLayerBlob(layer, workDir, { compression: "gzip", ...sourceDateEpoch() }))));
+  const config = withLabels(image.config, request.labels);
+  const epoch = sourceDateEpoch();
   for (const output of imageOutputs) {
-    const written =
-      output.type === "oci"
-        ? await writeOciTar(output.dest, { layers: blobs, config: image.config, tags: [...request.tags] })
-        : await writeOciLayout(output.dest, { layers: blobs, config: image.config, tags: [...request.tags] });
-    summary.push(`exported ${output.type === "oci" ? "an OCI archive" : "an OCI layout"} to ${output.dest}: manifest ${written.manifestDigest}`);
+    const blobs = await layerBlobs(request.store, image.layers, output.layers, epoch);
+    summary.push(...(await writeImageOutput(request, output, blobs, config)));
   }
   return summary;
 }
 
-function sourceDateEpoch(): { sourceDateEpoch?: number } {
+const blobLimit = pLimit(2);
+
+/** Compresses the layers (both cores), or reuses the blobs of an earlier export or pull. */
+async function layerBlobs(store: StateRoot, layers: readonly LayerInfo[], options: LayerOptions, epoch: number | undefined): Promise<LayerBlob[]> {
+  return Promise.all(
+    layers.map((layer) =>
+      blobLimit(() =>
+        ensureLayerBlob(store, layer, {
+          compression: options.compression,
+          force: options.force,
+          ...(options.level !== undefined ? { level: options.level } : {}),
+          ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+        }),
+      ),
+    ),
+  );
+}
+
+async function writeImageOutput(request: ExportRequest, output: ImageOutput, blobs: LayerBlob[], config: ImageConfig): Promise<string[]> {
+  const annotations = Object.keys(output.annotations).length > 0 ? output.annotations : undefined;
+  if (output.type === "oci" || output.type === "oci-layout") {
+    const input = { layers: blobs, config, tags: output.names, ...(annotations ? { annotations } : {}) };
+    const written = output.type === "oci" ? await writeOciTar(output.dest, input) : await writeOciLayout(output.dest, input);
+    return [`exported ${output.type === "oci" ? "an OCI archive" : "an OCI layout"} to ${output.dest}: manifest ${written.manifestDigest}`];
+  }
+  if (output.type === "docker") {
+    await writeDockerArchive(output.dest, [{ config, layers: blobs, tags: output.names }]);
+    return output.dest === "-" ? [] : [`exported a docker archive to ${output.dest} (load it with: docker load -i ${output.dest})`];
+  }
+  if (output.type !== "image") return [];
+  const documents = await commitImage(request.store, blobs, config, annotations);
+  const target = { mediaType: documents.manifestDescriptor.mediaType, digest: documents.manifestDescriptor.digest, size: documents.manifestDescriptor.size };
+  const lines: string[] = [];
+  if (output.store) {
+    const createdAt = new Date().toISOString();
+    for (const name of output.names) await request.store.putImageRef({ name: storedName(name), target, createdAt, origin: "build" });
+    lines.push(`stored ${output.names.map(familiarName).join(", ")} (manifest ${target.digest})`);
+  }
+  if (output.push) {
+    const registry = output.insecure ? await insecureFor(request.registry, output.names) : request.registry;
+    const mountFrom = await blobOrigins(request.store);
+    for (const name of output.names) {
+      const reference = parseReference(name);
+      request.note(`pushing ${formatReference(reference)}`);
+      const pushed = await pushImage(
+        reference,
+        { manifest: documents.manifestJson, mediaType: target.mediaType, blobs: [documents.configDescriptor, ...documents.manifest.layers] },
+        request.store,
+        { ...registry, mountFrom, signal: request.signal },
+      );
+      lines.push(`pushed ${formatReference(reference)}@${pushed.digest}`);
+    }
+  }
+  return lines;
+}
+
+/** registry.insecure=true: plain http (or unverified TLS) for the output's registries. */
+async function insecureFor(options: RegistryOptions, names: readonly string[]): Promise<RegistryOptions> {
+  const hosts = options.hosts ?? (await registryHosts({}));
+  const insecure = new Set(hosts.insecure);
+  for (const name of names) insecure.add(parseReference(name).registry);
+  return { ...options, hosts: { mirrors: hosts.mirrors, insecure } };
+}
+
+/** For cross-repository mounts: which pulled image each stored blob came with. */
+async function blobOrigins(store: StateRoot): Promise<Map<string, ImageReference>> {
+  const origins = new Map<string, ImageReference>();
+  for (const ref of await store.listImageRefs()) {
+    if (ref.origin !== "pull") continue;
+    const manifest = await readStoredImage(store, ref.target).then((image) => image.manifest).catch(() => undefined);
+    for (const layer of manifest?.layers ?? []) origins.set(layer.digest, parseReference(ref.name));
+  }
+  return origins;
+}
+
+function withLabels(config: ImageConfig & { history: HistoryEntry[] }, labels: ReadonlyMap<string, string>): ImageConfig & { history: HistoryEntry[] } {
+  if (labels.size === 0) return config;
+  return { ...config, config: { ...config.config, Labels: { ...(config.config?.Labels ?? {}), ...Object.fromEntries(labels) } } };
+}
+
+/** SOURCE_DATE_EPOCH (seconds), for reproducible layers: tar mtimes are clamped to it. */
+function sourceDateEpoch(): number | undefined {
   const epoch = process.env.SOURCE_DATE_EPOCH;
-  return epoch && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {};
+  return epoch && /^\d+$/.test(epoch) ? Number(epoch) : undefined;
 }
 
 /**
@@ -105,8 +172,6 @@ async function isEmptyLayer(layer: LayerInfo): Promise<boolean> {
   return (await readdir(layer.dir)).length === 0;
 }
 
-export type { LayerBlob };
-
 /**
  * `-o type=local`: as root, the kernel merges the layers (a read-only overlay)
  * and cp copies the tree in one process, far faster than a call per file from
@@ -129,4 +194,10 @@ async function exportFilesystem(request: ExportRequest, dest: string): Promise<v
     await unmount(view);
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** `-o type=tar`: the final filesystem as one tar (dest "-": standard output). */
+async function exportFilesystemTar(request: ExportRequest, dest: string): Promise<void> {
+  const epoch = sourceDateEpoch();
+  await exportTar(request.result.layers, dest === "-" ? process.stdout : dest, epoch !== undefined ? { sourceDateEpoch: epoch } : {});
 }

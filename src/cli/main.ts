@@ -3,13 +3,15 @@ import { hideBin } from "yargs/helpers";
 import { DockerfileSyntaxError } from "../parser/errors.ts";
 import { BuildStepError } from "../solver/errors.ts";
 import { buildCommand } from "./commands/build.ts";
+import { imageCommands } from "./commands/images.ts";
+import { registryOptionsOf } from "./registry-options.ts";
 import { parseCommand } from "./commands/parse.ts";
 import { duCommand, pruneCommand } from "./commands/prune.ts";
 import { EXIT, UserError } from "./errors.ts";
 import { VERSION } from "./version.ts";
 
 export async function main(argv: string[]): Promise<number> {
-  const cli = yargs(hideBin(["node", "tsbuild", ...argv]))
+  const cli = registryOptionsOf(yargs(hideBin(["node", "tsbuild", ...argv])))
     .scriptName("tsbuild")
     // --no-cache is an option of its own (as in docker build), not the negation of a --cache.
     .parserConfiguration({ "boolean-negation": false })
@@ -20,6 +22,17 @@ export async function main(argv: string[]): Promise<number> {
       describe: "State directory (default: $TSBUILD_ROOT or /var/lib/tsbuild)",
     })
     .command(buildCommand)
+    .command(imageCommands.pull)
+    .command(imageCommands.push)
+    .command(imageCommands.images)
+    .command(imageCommands.tag)
+    .command(imageCommands.rmi)
+    .command(imageCommands.inspect)
+    .command(imageCommands.history)
+    .command(imageCommands.save)
+    .command(imageCommands.load)
+    .command(imageCommands.login)
+    .command(imageCommands.logout)
     .command(parseCommand)
     .command(pruneCommand)
     .command(duCommand)

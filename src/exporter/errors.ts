@@ -1,3 +1,5 @@
+import { CodedUserError } from "../user-error.ts";
+
 /**
  * Errors of the exporter. Each carries a stable `code` (for callers and exit codes)
  * and a message that says what is wrong, where, and what to do.
@@ -20,14 +22,24 @@ export type ExporterErrorCode =
   /** An image config or the inputs of a manifest are inconsistent. */
   | "ERR_IMAGE_CONFIG"
   /** A device node, fifo or whiteout could not be created. */
-  | "ERR_MKNOD";
+  | "ERR_MKNOD"
+  /** An option is out of range (a compression level, SOURCE_DATE_EPOCH...). */
+  | "ERR_BAD_OPTION"
+  /** An `--annotation` value, or annotations that the output cannot hold. */
+  | "ERR_ANNOTATION"
+  /** An image reference (a tag) that is malformed or cannot be used where it is given. */
+  | "ERR_IMAGE_REFERENCE"
+  /** A docker-save or OCI archive that is missing, malformed, or names files it does not hold. */
+  | "ERR_IMAGE_ARCHIVE";
 
-export class ExporterError extends Error {
+/**
+ * A UserError: bad input (a corrupt archive, a hostile layer, a bad flag value) is the
+ * user's to fix, so the CLI prints the message and hint without a stack trace.
+ */
+export class ExporterError extends CodedUserError<ExporterErrorCode> {
   override readonly name: string = "ExporterError";
-  readonly code: ExporterErrorCode;
-  constructor(code: ExporterErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+  constructor(code: ExporterErrorCode, message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(code, message, options);
   }
 }
 

@@ -2,8 +2,8 @@ import { constants as fsConstants, createReadStream, type Stats } from "node:fs"
 import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
 import { extract as createExtract, type Header } from "tar-stream";
+import { createDecompressor, sniffCompression } from "./compression.ts";
 import { HashTap } from "./digest.ts";
 import { ExporterError, UnsafeLayerEntryError } from "./errors.ts";
 import { layerCompression } from "./media-types.ts";
@@ -19,13 +19,12 @@ export interface ExtractLayerOptions {
 }
 
 const CHUNK = 64 * 1024;
-const GZIP_MAGIC = [0x1f, 0x8b];
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 /** Flush queued device nodes every so many (one `sh` + `mknod` per node would be slow). */
 const NODE_BATCH = 512;
 
 /**
- * Extracts a layer tar (gzip or uncompressed; zstd not yet) into an empty directory, in
+ * Extracts a layer tar (gzip, zstd or uncompressed, told apart by their magic bytes whatever the
+ * media type says) into an empty directory, in
  * overlay upper format: `.wh.<name>` becomes a 0:0 character device, `.wh..wh..opq` markers
  * are returned (layer-relative directories, "." for the root). Entries that would land
  * outside `intoDir` are refused: absolute names, '..' components, paths through a symlink
@@ -44,25 +43,18 @@ export async function extractLayer(
     throw new ExporterError("ERR_LAYER_UNSUPPORTED", `layer ${blobPath}: ${JSON.stringify(mediaType)} is not a layer media type`);
   }
   const actual = await sniffCompression(blobPath);
-  if (declared === "zstd" || actual === "zstd") {
-    throw new ExporterError(
-      "ERR_LAYER_UNSUPPORTED",
-      `layer ${blobPath}: zstd-compressed layers are not supported yet; rebuild or convert the image with gzip layers`,
-    );
-  }
   await mkdir(intoDir, { recursive: true });
   if ((await readdir(intoDir)).length > 0) {
     throw new ExporterError("ERR_LAYER_BAD_ENTRY", `cannot extract layer ${blobPath} into ${intoDir}: the directory is not empty`);
   }
 
+  const decompressor = await createDecompressor(actual);
   const stored = new HashTap();
-  const tar = actual === "gzip" ? new HashTap() : stored;
+  const tar = decompressor ? new HashTap() : stored;
   const extract = createExtract();
   const feed = (source: AsyncIterable<Buffer>) => feedTar(extract, source);
   const input = createReadStream(blobPath, { highWaterMark: CHUNK });
-  const feeding = (
-    tar === stored ? pipeline(input, stored, feed) : pipeline(input, stored, createGunzip({ chunkSize: CHUNK }), tar, feed)
-  ).catch((error: unknown) => {
+  const feeding = (decompressor ? pipeline(input, stored, decompressor, tar, feed) : pipeline(input, stored, feed)).catch((error: unknown) => {
     extract.destroy(error as Error);
     throw error;
   });
@@ -106,19 +98,6 @@ function wrapError(blob: string, intoDir: string, error: unknown): unknown {
     return new ExporterError("ERR_LAYER_IO", `cannot extract layer ${blob} into ${intoDir}: ${message}`, { cause: error });
   }
   return new ExporterError("ERR_LAYER_BAD_ENTRY", `layer ${blob} cannot be read as a tar: ${message}`, { cause: error });
-}
-
-async function sniffCompression(path: string): Promise<"gzip" | "zstd" | "uncompressed"> {
-  const handle = await open(path, "r");
-  try {
-    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
-    const starts = (magic: number[]) => bytesRead >= magic.length && magic.every((byte, i) => buffer[i] === byte);
-    if (starts(GZIP_MAGIC)) return "gzip";
-    if (starts(ZSTD_MAGIC)) return "zstd";
-    return "uncompressed";
-  } finally {
-    await handle.close();
-  }
 }
 
 interface PendingNode extends SpecialNode {

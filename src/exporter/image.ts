@@ -1,5 +1,9 @@
+import { checkAnnotations, nonEmpty, platformAnnotations, type AnnotationMap, type ImageAnnotations } from "./annotations.ts";
+import { sha256Digest } from "./digest.ts";
+import { applySourceDateEpoch } from "./epoch.ts";
 import { ExporterError } from "./errors.ts";
 import { MEDIA_TYPES } from "./media-types.ts";
+import { configPlatform, normalizePlatform, platformKey } from "./platform.ts";
 
 /** An empty JSON object, the value type of ExposedPorts and Volumes. */
 export type EmptyObject = Record<string, never>;
@@ -217,37 +221,150 @@ export interface ImageDocuments {
   manifestDescriptor: Descriptor;
 }
 
-/** Builds the config and manifest documents of a single-platform image. */
+/**
+ * Builds the config and manifest documents of a single-platform image (manifest annotations
+ * as given). Kept for callers of this signature: buildImageManifest takes the other options.
+ */
 export function buildImageDocuments(
   layers: readonly (LayerDescriptorSource & { diffId: string })[],
   config: ImageConfigInput,
   annotations: Record<string, string> | undefined,
-  digestOf: (data: Buffer) => string,
+  digestOf: (data: Buffer) => string = sha256Digest,
 ): ImageDocuments {
-  const full = completeConfig(
-    config,
-    layers.map((layer) => layer.diffId),
-  );
-  const configJson = Buffer.from(canonicalJson(full, "image"));
+  return buildImageManifest(layers, config, { ...(annotations ? { annotations } : {}), digestOf });
+}
+
+export interface ManifestOptions {
+  /** Annotations of the manifest itself. */
+  annotations?: AnnotationMap;
+  /** Annotations of the descriptor that points at the manifest (manifest-descriptor). */
+  descriptorAnnotations?: AnnotationMap;
+  /** The descriptor's platform (default: the config's); it must agree with the config. */
+  platform?: Platform;
+  /** SOURCE_DATE_EPOCH: clamps the config's and its history's `created` (see applySourceDateEpoch). */
+  sourceDateEpoch?: number;
+  digestOf?: (data: Buffer) => string;
+}
+
+/**
+ * Builds the config and manifest documents of a single-platform image. The config may be
+ * given as an object (rootfs filled from the layers, serialized canonically) or as the bytes
+ * of a config blob, used as they are (their rootfs must list the layers' diffIds; an epoch
+ * cannot be applied to them).
+ */
+export function buildImageManifest(
+  layers: readonly (LayerDescriptorSource & { diffId: string })[],
+  config: ImageConfigInput | Uint8Array,
+  options: ManifestOptions = {},
+): ImageDocuments {
+  const digestOf = options.digestOf ?? sha256Digest;
+  const diffIds = layers.map((layer) => layer.diffId);
+  let full: ImageConfig;
+  let configJson: Buffer;
+  if (config instanceof Uint8Array) {
+    if (options.sourceDateEpoch !== undefined) {
+      throw new ExporterError("ERR_BAD_OPTION", "SOURCE_DATE_EPOCH cannot be applied to an image config given as bytes", {
+        hint: "pass the config as an object, or apply applySourceDateEpoch before serializing it",
+      });
+    }
+    configJson = Buffer.from(config);
+    full = parseConfigBytes(configJson, diffIds);
+  } else {
+    const completed = completeConfig(config, diffIds);
+    full = options.sourceDateEpoch === undefined ? completed : applySourceDateEpoch(completed, options.sourceDateEpoch);
+    configJson = Buffer.from(canonicalJson(full, "image"));
+  }
   const configDescriptor: Descriptor = { mediaType: MEDIA_TYPES.ociConfig, digest: digestOf(configJson), size: configJson.length };
   const manifest: OciManifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.ociManifest,
     config: configDescriptor,
     layers: layers.map((layer) => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size })),
-    ...(annotations && Object.keys(annotations).length > 0 ? { annotations: { ...annotations } } : {}),
   };
+  const annotations = nonEmpty(options.annotations);
+  if (annotations) manifest.annotations = annotations;
   const manifestJson = Buffer.from(canonicalJson(manifest, "manifest"));
-  const platform: Platform = { architecture: full.architecture, os: full.os };
-  if (full.variant) platform.variant = full.variant;
-  if (full["os.version"]) platform["os.version"] = full["os.version"];
-  const manifestDescriptor: Descriptor = {
-    mediaType: MEDIA_TYPES.ociManifest,
-    digest: digestOf(manifestJson),
-    size: manifestJson.length,
-    platform,
-  };
+  const own = configPlatform(full);
+  if (options.platform && platformKey({ ...options.platform, variant: undefined }) !== platformKey({ ...own, variant: undefined })) {
+    throw new ExporterError(
+      "ERR_IMAGE_CONFIG",
+      `the image for platform ${platformKey(options.platform)} has a config for ${platformKey(own)}: each platform needs its own config`,
+    );
+  }
+  const manifestDescriptor: Descriptor = { mediaType: MEDIA_TYPES.ociManifest, digest: digestOf(manifestJson), size: manifestJson.length };
+  const descriptorAnnotations = nonEmpty(options.descriptorAnnotations);
+  if (descriptorAnnotations) manifestDescriptor.annotations = descriptorAnnotations;
+  manifestDescriptor.platform = options.platform ? normalizePlatform(options.platform) : own;
   return { config: full, configJson, configDescriptor, manifest, manifestJson, manifestDescriptor };
+}
+
+/** A config blob given as bytes: JSON with an os, an architecture and the layers' diffIds. */
+function parseConfigBytes(data: Buffer, diffIds: readonly string[]): ImageConfig {
+  let config: ImageConfig;
+  try {
+    config = JSON.parse(data.toString("utf8")) as ImageConfig;
+  } catch (error) {
+    throw new ExporterError("ERR_IMAGE_CONFIG", `the image config bytes are not JSON: ${(error as Error).message}`, { cause: error });
+  }
+  if (typeof config !== "object" || config === null || typeof config.architecture !== "string" || typeof config.os !== "string") {
+    throw new ExporterError("ERR_IMAGE_CONFIG", "the image config bytes are not an image config (it needs an architecture and an os)");
+  }
+  const given = config.rootfs?.diff_ids;
+  if (!Array.isArray(given) || given.length !== diffIds.length || given.some((id, i) => id !== diffIds[i])) {
+    throw new ExporterError(
+      "ERR_IMAGE_CONFIG",
+      `the image config lists ${Array.isArray(given) ? given.length : "no"} diff ids that do not match the ${diffIds.length} layers given ` +
+        "(rootfs.diff_ids must be the layers' diffIds, bottom first)",
+    );
+  }
+  return config;
+}
+
+/** One manifest of an image index: its descriptor and the platform it is for. */
+export interface IndexManifest {
+  descriptor: Descriptor;
+  platform: Platform;
+}
+
+export interface ImageIndexDocument {
+  index: OciIndex;
+  json: Buffer;
+  descriptor: Descriptor;
+}
+
+/**
+ * The image index of a multi-platform image, as the JSON bytes to store or push: one
+ * descriptor per platform (in the order given) with its `platform`, plus index and
+ * manifest-descriptor annotations (platform-specific ones on their platform's descriptor).
+ */
+export function buildImageIndex(manifests: readonly IndexManifest[], annotations?: ImageAnnotations): Buffer {
+  return buildImageIndexDocument(manifests, annotations).json;
+}
+
+/** buildImageIndex, with the parsed index and the descriptor that points at it. */
+export function buildImageIndexDocument(manifests: readonly IndexManifest[], annotations?: ImageAnnotations): ImageIndexDocument {
+  const seen = new Set<string>();
+  for (const { platform } of manifests) {
+    const key = platformKey(platform);
+    if (seen.has(key)) throw new ExporterError("ERR_IMAGE_CONFIG", `two images are given for platform ${key}: an image index holds one per platform`);
+    seen.add(key);
+  }
+  checkAnnotations(annotations, manifests.map((m) => m.platform), true);
+  const index: OciIndex = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests: manifests.map(({ descriptor, platform }) => {
+      const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+      const merged = nonEmpty({ ...descriptor.annotations, ...platformAnnotations(annotations, platform).manifestDescriptor });
+      if (merged) entry.annotations = merged;
+      entry.platform = normalizePlatform(platform);
+      return entry;
+    }),
+  };
+  const indexAnnotations = nonEmpty(annotations?.index);
+  if (indexAnnotations) index.annotations = indexAnnotations;
+  const json = Buffer.from(canonicalJson(index, "index"));
+  return { index, json, descriptor: { mediaType: MEDIA_TYPES.ociIndex, digest: sha256Digest(json), size: json.length } };
 }
 
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
@@ -275,20 +392,21 @@ export function tagAnnotations(tag: string): Record<string, string> {
 }
 
 /**
- * index.json entries for the tags (one without annotations when there are no tags). Each ref
- * name appears once: tools such as umoci refuse a ref name listed twice, so of "a:1" and
- * "b:1" only the first is recorded.
+ * index.json entries for the tags (one without tag annotations when there are no tags): the
+ * descriptor with its own annotations (manifest-descriptor or index-descriptor ones) plus the
+ * tag's. Each ref name appears once: tools such as umoci refuse a ref name listed twice, so of
+ * "a:1" and "b:1" only the first is recorded.
  */
-export function indexEntries(manifest: Descriptor, tags: readonly string[]): Descriptor[] {
-  if (tags.length === 0) return [{ ...manifest }];
+export function indexEntries(descriptor: Descriptor, tags: readonly string[]): Descriptor[] {
+  if (tags.length === 0) return [{ ...descriptor }];
   const seen = new Set<string>();
   const entries: Descriptor[] = [];
   for (const tag of tags) {
-    const annotations = tagAnnotations(tag);
+    const annotations = { ...descriptor.annotations, ...tagAnnotations(tag) };
     const key = entryKey(annotations);
     if (seen.has(key)) continue;
     seen.add(key);
-    entries.push({ mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size, annotations, ...(manifest.platform ? { platform: manifest.platform } : {}) });
+    entries.push({ mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size, annotations, ...(descriptor.platform ? { platform: descriptor.platform } : {}) });
   }
   return entries;
 }

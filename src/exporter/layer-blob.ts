@@ -1,17 +1,19 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, mkdir, readlink, rename, rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
 import { pack as createPack, type Pack } from "tar-stream";
+import { compressionLevel, createCompressor } from "./compression.ts";
 import { HashTap } from "./digest.ts";
+import { checkEpoch } from "./epoch.ts";
 import { ExporterError } from "./errors.ts";
-import { MEDIA_TYPES } from "./media-types.ts";
+import { MEDIA_TYPES, type LayerCompression } from "./media-types.ts";
 import { baseName, joinLayerPath, normalizeOpaqueDir, parentOf } from "./paths.ts";
-import { addTarEntry, allOrFirstError, setOwnerAndTime, type TarHeader } from "./tar-util.ts";
-import { deviceNumbers, walkLayer, type LayerDirEntry } from "./walk.ts";
+import { FsEntryWriter, isSmallFile } from "./tar-entries.ts";
+import { addTarEntry, allOrFirstError, setOwnerAndTime } from "./tar-util.ts";
+import { walkLayer, type LayerDirEntry } from "./walk.ts";
 
 /** A layer as the snapshotter keeps it: an overlayfs upper directory and its opaque directories. */
 export interface LayerSource {
@@ -34,34 +36,37 @@ export interface LayerBlob {
 }
 
 export interface WriteLayerOptions {
-  compression: "gzip" | "uncompressed";
-  /** gzip level, 0-9 (default 6). */
+  compression: LayerCompression;
+  /** gzip: 0-9 (default 6); zstd: 1-22 (default 3). */
   level?: number;
   /** Clamp every mtime to at most this many seconds since the epoch (SOURCE_DATE_EPOCH). */
   sourceDateEpoch?: number;
 }
 
-/** Files up to this size are read whole, a few ahead of the tar writer, instead of streamed. */
-const SMALL_FILE = 64 * 1024;
-const CHUNK = 64 * 1024;
+const LAYER_MEDIA_TYPES: Record<LayerCompression, string> = {
+  uncompressed: MEDIA_TYPES.ociLayer,
+  gzip: MEDIA_TYPES.ociLayerGzip,
+  zstd: MEDIA_TYPES.ociLayerZstd,
+};
+
 const S_IFREG = 0o100000;
 
 /**
  * Writes a layer directory as an OCI layer tar into `outDir/<hex of digest>` (so `outDir` can be
  * a content store's `blobs/sha256`). Entries are sorted (byte order, a directory before its
  * children), so the same tree always gives the same bytes. Whiteouts become `.wh.<name>`,
- * opaque directories get a `<dir>/.wh..wh..opq` entry right after their own. Streams end to end.
+ * opaque directories get a `<dir>/.wh..wh..opq` entry right after their own. Streams end to end;
+ * zstd compresses in its own threads while the tar is packed and hashed.
  */
 export async function writeLayerBlob(layer: LayerSource, outDir: string, options: WriteLayerOptions): Promise<LayerBlob> {
   const opaque = new Set(layer.opaqueDirs.map(normalizeOpaqueDir));
-  const level = options.level ?? 6;
-  if (options.compression === "gzip" && (!Number.isInteger(level) || level < 0 || level > 9)) {
-    throw new RangeError(`gzip level must be an integer from 0 to 9, got ${level}`);
+  if (!(options.compression in LAYER_MEDIA_TYPES)) {
+    throw new ExporterError("ERR_BAD_OPTION", `unknown layer compression ${JSON.stringify(options.compression)}`, { hint: "use gzip, zstd or uncompressed" });
   }
+  const level = compressionLevel(options.compression, options.level);
   const epoch = options.sourceDateEpoch;
-  if (epoch !== undefined && (!Number.isFinite(epoch) || epoch < 0)) {
-    throw new RangeError(`sourceDateEpoch must be a non-negative number of seconds, got ${epoch}`);
-  }
+  if (epoch !== undefined) checkEpoch(epoch);
+  const compressor = await createCompressor(options.compression, level);
 
   await mkdir(outDir, { recursive: true });
   const tmp = join(outDir, `.tmp-${randomUUID()}`);
@@ -75,14 +80,12 @@ export async function writeLayerBlob(layer: LayerSource, outDir: string, options
   );
 
   const tar = new HashTap();
-  const stored = options.compression === "gzip" ? new HashTap() : tar;
+  const stored = compressor ? new HashTap() : tar;
   try {
     const source = Readable.from(pack, { objectMode: false });
     await allOrFirstError([
       producing,
-      stored === tar
-        ? pipeline(source, tar, createWriteStream(tmp))
-        : pipeline(source, tar, createGzip({ level, chunkSize: CHUNK }), stored, createWriteStream(tmp)),
+      compressor ? pipeline(source, tar, compressor, stored, createWriteStream(tmp)) : pipeline(source, tar, createWriteStream(tmp)),
     ]);
     const diffId = tar.digest();
     const digest = stored === tar ? diffId : stored.digest();
@@ -92,7 +95,7 @@ export async function writeLayerBlob(layer: LayerSource, outDir: string, options
       diffId,
       digest,
       size: stored.bytes,
-      mediaType: options.compression === "gzip" ? MEDIA_TYPES.ociLayerGzip : MEDIA_TYPES.ociLayer,
+      mediaType: LAYER_MEDIA_TYPES[options.compression],
       path,
     };
   } catch (error) {
@@ -103,14 +106,12 @@ export async function writeLayerBlob(layer: LayerSource, outDir: string, options
 
 async function packLayer(pack: Pack, root: string, opaque: Set<string>, epoch: number | undefined): Promise<void> {
   const seenOpaque = new Set<string>();
-  /** dev:ino → tar name of the first path of a multiply-linked file. */
-  const links = new Map<string, string>();
   const time = (mtimeMs: number) => {
     const seconds = Math.floor(mtimeMs / 1000);
-    return epoch === undefined ? seconds : Math.min(seconds, Math.floor(epoch));
+    return epoch === undefined ? seconds : Math.min(seconds, epoch);
   };
   const marker = (name: string) =>
-    // Whiteouts and opaque markers carry no metadata of their own: mode 0, root, the epoch (as containerd writes them).
+    // Whiteouts and opaque markers carry no metadata of their own: mode 0, root, mtime 0 (as containerd writes them).
     addTarEntry(pack, setOwnerAndTime({ name, type: "file", mode: S_IFREG, size: 0 }, 0, 0, 0));
 
   if (opaque.has("")) {
@@ -118,53 +119,19 @@ async function packLayer(pack: Pack, root: string, opaque: Set<string>, epoch: n
     await marker(".wh..wh..opq");
   }
 
+  const writer = new FsEntryWriter(pack, time);
   const visit = async (entry: LayerDirEntry): Promise<void> => {
-    const { stat, path } = entry;
-    const header = (fields: TarHeader) => setOwnerAndTime(fields, stat.uid, stat.gid, time(stat.mtimeMs));
-    switch (entry.kind) {
-      case "dir":
-        await addTarEntry(pack, header({ name: `${path}/`, type: "directory", mode: stat.mode }));
-        if (opaque.has(path)) {
-          seenOpaque.add(path);
-          await marker(`${path}/.wh..wh..opq`);
-        }
-        return;
-      case "whiteout":
-        await marker(joinLayerPath(parentOf(path), `.wh.${baseName(path)}`));
-        return;
-      case "symlink":
-        await addTarEntry(pack, header({ name: path, type: "symlink", mode: stat.mode, linkname: await readlink(entry.abs) }));
-        return;
-      case "char":
-      case "block": {
-        const { major, minor } = deviceNumbers(stat.rdev);
-        const type = entry.kind === "char" ? "character-device" : "block-device";
-        if (await hardLink(entry, links, pack, header)) return;
-        await addTarEntry(pack, header({ name: path, type, mode: stat.mode, devmajor: major, devminor: minor }));
-        return;
-      }
-      case "fifo":
-        if (await hardLink(entry, links, pack, header)) return;
-        await addTarEntry(pack, header({ name: path, type: "fifo", mode: stat.mode }));
-        return;
-      case "socket":
-        // A tar cannot hold a socket; docker and BuildKit leave them out too.
-        return;
-      case "file": {
-        if (await hardLink(entry, links, pack, header)) return;
-        const fields = header({ name: path, type: "file", mode: stat.mode, size: stat.size });
-        if (entry.content) {
-          const data = await entry.content;
-          if (data.length !== stat.size) throw changed(entry, data.length);
-          await addTarEntry(pack, fields, data);
-        } else {
-          await addTarEntry(pack, fields, sizedStream(entry));
-        }
-        return;
-      }
+    if (entry.kind === "whiteout") {
+      await marker(joinLayerPath(parentOf(entry.path), `.wh.${baseName(entry.path)}`));
+      return;
+    }
+    await writer.add(entry);
+    if (entry.kind === "dir" && opaque.has(entry.path)) {
+      seenOpaque.add(entry.path);
+      await marker(`${entry.path}/.wh..wh..opq`);
     }
   };
-  await walkLayer(root, visit, { readAhead: (entry) => entry.stat.size <= SMALL_FILE });
+  await walkLayer(root, visit, { readAhead: isSmallFile });
 
   for (const dir of opaque) {
     if (!seenOpaque.has(dir)) {
@@ -174,42 +141,4 @@ async function packLayer(pack: Pack, root: string, opaque: Set<string>, epoch: n
       );
     }
   }
-}
-
-/** Writes a tar hard link if this inode was already written under another name in this layer. */
-async function hardLink(
-  entry: LayerDirEntry,
-  links: Map<string, string>,
-  pack: Pack,
-  header: (fields: TarHeader) => TarHeader,
-): Promise<boolean> {
-  if (entry.stat.nlink < 2) return false;
-  // Exact inode numbers: they may not fit a double.
-  const exact = await lstat(entry.abs, { bigint: true });
-  const key = `${exact.dev}:${exact.ino}`;
-  const first = links.get(key);
-  if (first === undefined) {
-    links.set(key, entry.path);
-    return false;
-  }
-  await addTarEntry(pack, header({ name: entry.path, type: "link", mode: entry.stat.mode, linkname: first }));
-  return true;
-}
-
-/** The file's content, exactly `stat.size` bytes; a file that shrank while being read is an error. */
-async function* sizedStream(entry: LayerDirEntry): AsyncGenerator<Buffer> {
-  let bytes = 0;
-  for await (const chunk of createReadStream(entry.abs, { end: entry.stat.size - 1, highWaterMark: CHUNK })) {
-    bytes += (chunk as Buffer).length;
-    yield chunk as Buffer;
-  }
-  if (bytes !== entry.stat.size) throw changed(entry, bytes);
-}
-
-function changed(entry: LayerDirEntry, bytes: number): ExporterError {
-  return new ExporterError(
-    "ERR_LAYER_SOURCE",
-    `${entry.abs} changed while the layer was being written (${entry.stat.size} bytes when listed, ${bytes} when read): ` +
-      "layers must not be modified during export",
-  );
 }

@@ -1,3 +1,4 @@
+import { Writable } from "node:stream";
 import type { Extract, Pack } from "tar-stream";
 
 /** The header argument of tar-stream's `pack.entry`. */
@@ -139,4 +140,13 @@ export async function allOrFirstError(promises: readonly Promise<unknown>[]): Pr
     ),
   );
   if (first) throw first.error;
+}
+
+/** A sink that drops what it is given: the end of a pipeline that is run for its hashes. */
+export function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
 }

@@ -24,10 +24,10 @@ export interface WalkOptions {
 }
 
 /** How many entries ahead of the visit files are read: small files cost a few syscalls each, so overlap them. */
-const READ_AHEAD = 16;
+export const READ_AHEAD = 16;
 
 /** How many lstat calls of one directory run at once. */
-const STAT_CONCURRENCY = 64;
+export const STAT_CONCURRENCY = 64;
 
 export function entryKind(stat: Stats): LayerEntryKind {
   if (stat.isDirectory()) return "dir";
@@ -101,7 +101,7 @@ async function walkDir(
 }
 
 /** A file's content, which must be `size` bytes (one byte more is asked for, to notice growth). */
-async function readWhole(path: string, size: number): Promise<Buffer> {
+export async function readWhole(path: string, size: number): Promise<Buffer> {
   const handle = await open(path, "r");
   try {
     const buffer = Buffer.allocUnsafe(size + 1);

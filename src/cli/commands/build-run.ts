@@ -16,7 +16,8 @@ import { readTextInput } from "../read-input.ts";
 import { stateRootDir } from "../state-root.ts";
 import { SshAgents } from "../build-ssh.ts";
 import type { BuildArgs } from "./build.ts";
-import { exportOutputs, parseOutputs } from "../../build/outputs.ts";
+import { exportOutputs, parseOutputs, type OutputSpec } from "../../build/outputs.ts";
+import { registryOptions } from "../registry-options.ts";
 import { loadSource, parseNamedContexts, resolveBaseImage } from "../../build/named-contexts.ts";
 import { isRemoteContext, materializeContext } from "../../context/remote.ts";
 
@@ -30,40 +31,56 @@ export async function runBuild(args: BuildArgs): Promise<number> {
   const dockerfileName = args.file ?? join(args.context, "Dockerfile");
   const text = await readTextInput(dockerfilePath, "Dockerfile");
   const dockerfile = parseDockerfile(text, { file: dockerfileName === "-" ? "<stdin>" : dockerfileName });
-  const outputs = parseOutputs(args.output);
+  const outputs = parseOutputs(args.output, { tags: args.tag, push: args.push, load: args.load });
+  addAnnotations(outputs, args.annotation);
+  const labels = keyValues(args.label, "--label");
   const namedContexts = parseNamedContexts(args.buildContext);
   const targetPlatform = platformOption(args.platform);
 
-  const definition = await convertDockerfile({
-    dockerfile,
-    sourceText: text,
-    target: args.target,
-    buildArgs: buildArgsOption(args.buildArg),
-    targetPlatform,
-    buildPlatform: hostPlatform(),
-    namedContexts: new Set(namedContexts.keys()),
-    resolveImage: (reference, graph) => resolveBaseImage(reference, graph, namedContexts),
-    noCacheStages: new Set(args.noCacheFilter.map((name) => name.toLowerCase())),
-    // A dry run prints the graph only: no timestamps, so the same input prints the same text.
-    created: args.dryRun ? "" : creationTime(),
-  });
-  requireEntitlements(definition, args.allow);
-  if (args.dryRun) {
-    process.stdout.write(args.format === "dot" ? toDot(definition.graph.ancestry(definition.root), definition.root) : graphJson(definition));
-    return EXIT.ok;
-  }
-
-  const progress = createProgress(args.progress);
-  for (const warning of definition.warnings) progress.note(`warning: ${warning}`);
+  const progress = args.dryRun ? undefined : createProgress(args.progress);
+  const note = (line: string) => (progress ? progress.note(line) : process.stderr.write(`${line}\n`));
   const rootDir = stateRootDir(args.root);
   // Overlays of a build that was killed stay mounted; take them down before the store clears its temp area.
-  await unmountStale(join(rootDir, "tmp"));
+  if (!args.dryRun) await unmountStale(join(rootDir, "tmp"));
   const store = await StateRoot.open(rootDir);
   const lease = await store.acquireLease();
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  const registry = await registryOptions(args, controller.signal);
+  let definition: BuildDefinition;
+  try {
+    definition = await convertDockerfile({
+      dockerfile,
+      sourceText: text,
+      target: args.target,
+      buildArgs: buildArgsOption(args.buildArg),
+      targetPlatform,
+      buildPlatform: hostPlatform(),
+      namedContexts: new Set(namedContexts.keys()),
+      resolveImage: (reference, graph) => resolveBaseImage(reference, graph, namedContexts, { store, registry, pull: args.pull, note }),
+      noCacheStages: new Set(args.noCacheFilter.map((name) => name.toLowerCase())),
+      // A dry run prints the graph only: no timestamps, so the same input prints the same text.
+      created: args.dryRun ? "" : creationTime(),
+    });
+    requireEntitlements(definition, args.allow);
+  } catch (error) {
+    progress?.finish();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await lease.release();
+    throw error;
+  }
+  if (args.dryRun || progress === undefined) {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await lease.release();
+    process.stdout.write(args.format === "dot" ? toDot(definition.graph.ancestry(definition.root), definition.root) : graphJson(definition));
+    return EXIT.ok;
+  }
+
+  for (const warning of definition.warnings) progress.note(`warning: ${warning}`);
   const contexts = new Map<string, LocalContext>();
   let ssh: SshAgents | undefined;
   try {
@@ -88,10 +105,10 @@ export async function runBuild(args: BuildArgs): Promise<number> {
     });
     const result = await solver.solve(definition.root);
     if (result.kind !== "layers") throw new UserError("the build produced no filesystem");
-    const summary = await exportOutputs({ outputs, definition, result, store, tags: args.tag, solver, signal: controller.signal });
+    const summary = await exportOutputs({ outputs, definition, result, store, solver, registry, labels, note, signal: controller.signal });
     // Through the renderer: rawjson stays JSON, quiet stays quiet, tty draws them last.
     for (const line of summary) progress.note(line);
-    if (outputs.length === 0) progress.note("note: no output requested: the result is only in the build cache (use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)");
+    if (outputs.length === 0) progress.note("note: no output requested: the result is only in the build cache (name it with -t NAME, or use -o type=oci,dest=FILE.tar or -o type=local,dest=DIR)");
     progress.finish();
     return EXIT.ok;
   } catch (error) {
@@ -245,5 +262,32 @@ function requireEntitlements(definition: BuildDefinition, allowed: readonly stri
     if ((vertex.op.devices?.length ?? 0) > 0 && !allowed.includes("device")) {
       throw new UserError(`${vertex.name}${where} asks for --device, which is not allowed`, "pass --allow device if you trust this Dockerfile");
     }
+  }
+}
+
+/** KEY=VALUE flags (--label) as a map. */
+function keyValues(values: readonly string[], flag: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const value of values) {
+    const equals = value.indexOf("=");
+    if (equals <= 0) throw new UserError(`${flag} "${value}": expected KEY=VALUE`);
+    map.set(value.slice(0, equals), value.slice(equals + 1));
+  }
+  return map;
+}
+
+/** --annotation [manifest:]KEY=VALUE: added to the manifest of every image output. */
+function addAnnotations(outputs: OutputSpec[], values: readonly string[]): void {
+  const annotations = new Map<string, string>();
+  for (const value of values) {
+    const match = /^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[[^\]]*\])?:)?([^=:]+)=(.*)$/s.exec(value);
+    if (!match) throw new UserError(`--annotation "${value}": expected [TYPE:]KEY=VALUE`, "e.g. --annotation org.opencontainers.image.source=https://example.com/repo");
+    const [, types = "manifest", key = "", text = ""] = match;
+    if (types !== "manifest") throw new UserError(`--annotation "${value}": only manifest annotations are supported`, "drop the type prefix, or write manifest:KEY=VALUE");
+    annotations.set(key, text);
+  }
+  for (const output of outputs) {
+    if (output.type === "local" || output.type === "tar") continue;
+    for (const [key, text] of annotations) output.annotations[key] = text;
   }
 }

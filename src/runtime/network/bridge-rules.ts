@@ -5,9 +5,9 @@
  * forwarding rules in TSBUILD-FORWARD (first in filter FORWARD, which Docker
  * sets to DROP). Attachments then add no rules of their own.
  */
-import { execFile } from "node:child_process";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { pluginHint } from "./cni.ts";
+import { runProgram } from "./programs.ts";
 
 /** The chain of the forwarding rules, jumped to from the top of filter FORWARD; shared by every bridge, it stays. */
 export const FORWARD_CHAIN = "TSBUILD-FORWARD";
@@ -40,16 +40,13 @@ function iptablesEnv(): NodeJS.ProcessEnv {
 }
 
 /** Runs iptables (waiting for the xtables lock); resolves whether it exited 0, rejects when it cannot run at all. */
-function iptables(args: string[]): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve, reject) => {
-    execFile("iptables", ["-w", ...args], { encoding: "utf8", env: iptablesEnv() }, (error, stdout, stderr) => {
-      if (error && errnoCode(error) === "ENOENT") {
-        reject(new NetworkError("PLUGIN_FAILED", "cannot set up the bridge's NAT: iptables is not installed", { hint: "install iptables (apt-get install iptables)" }));
-        return;
-      }
-      resolve({ ok: !error, output: `${stdout}${stderr}`.trim() || (error ? error.message : "") });
-    });
-  });
+async function iptables(args: string[]): Promise<{ ok: boolean; output: string }> {
+  const result = await runProgram("iptables", ["-w", ...args], { env: iptablesEnv() });
+  if (result.error && errnoCode(result.error) === "ENOENT") {
+    throw new NetworkError("PLUGIN_FAILED", "cannot set up the bridge's NAT: iptables is not installed", { hint: "install iptables (apt-get install iptables)" });
+  }
+  const ok = result.code === 0 && !result.error;
+  return { ok, output: `${result.stdout}${result.stderr}`.trim() || (ok ? "" : (result.error?.message ?? `exit status ${result.code ?? result.signal}`)) };
 }
 
 async function must(args: string[], what: string): Promise<void> {

@@ -4,10 +4,10 @@
  * travel in CNI_* environment variables, the network configuration as JSON on
  * stdin; the result (or an error object) comes back as JSON on stdout.
  */
-import { spawn } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { join } from "node:path";
 import { NetworkError } from "./errors.ts";
+import { runProgram, type ProgramOutput } from "./programs.ts";
 
 /** The spec version we speak; Debian 12's plugins (1.1.x) support it. */
 export const CNI_VERSION = "1.0.0";
@@ -122,42 +122,8 @@ export function pluginHint(plugin: string, message: string): string {
   return "the plugin's message above says what failed; the default network needs the bridge, veth and netfilter (iptables) support of the kernel";
 }
 
-interface RawOutput {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  error?: Error;
-}
-
-function runBinary(path: string, env: NodeJS.ProcessEnv, input: string, timeoutMs: number): Promise<RawOutput> {
-  return new Promise((resolve) => {
-    const child = spawn(path, [], { env, stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let failure: Error | undefined;
-    const timer = setTimeout(() => {
-      failure = new Error(`no answer after ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`);
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.stdin.on("error", () => undefined); // a plugin that exits without reading its input
-    child.on("error", (error) => {
-      failure ??= error;
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-        ...(failure ? { error: failure } : {}),
-      });
-    });
-    child.stdin.end(input);
-  });
+function runBinary(path: string, env: NodeJS.ProcessEnv, input: string, timeoutMs: number): Promise<ProgramOutput> {
+  return runProgram(path, [], { env, input, timeoutMs });
 }
 
 function pluginEnv(invocation: PluginInvocation): NodeJS.ProcessEnv {
@@ -177,7 +143,7 @@ function pluginEnv(invocation: PluginInvocation): NodeJS.ProcessEnv {
 }
 
 /** The spec's error object: `{ cniVersion, code, msg, details }`. */
-function describeFailure(output: RawOutput): { code?: number; text: string } {
+function describeFailure(output: ProgramOutput): { code?: number; text: string } {
   const stdout = output.stdout.trim();
   if (stdout) {
     try {

@@ -16,3 +16,4 @@ export {
 export { DEFAULT_BRIDGE } from "./bridges.ts";
 export { CNI_VERSION, DEFAULT_CNI_PATH, PluginError, execPlugin, findPlugin, type CniResult, type NetworkConfigList } from "./cni.ts";
 export { NetworkError, type NetworkErrorCode } from "./errors.ts";
+export { NetworkPool, type NetworkPoolOptions } from "./pool.ts";

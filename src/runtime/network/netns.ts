@@ -4,17 +4,15 @@
  * that is a shared mount point of its own so that the bind mounts propagate
  * into (and their removal out of) mount namespaces created meanwhile.
  */
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { NetworkError, errnoCode } from "./errors.ts";
+import { runProgram } from "./programs.ts";
 
-function run(command: string, args: string[]): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    execFile(command, args, { encoding: "utf8" }, (error, stdout, stderr) => {
-      resolve({ ok: !error, output: `${stdout}${stderr}`.trim() || (error ? error.message : "") });
-    });
-  });
+async function run(command: string, args: string[]): Promise<{ ok: boolean; output: string }> {
+  const result = await runProgram(command, args);
+  const ok = result.code === 0 && !result.error;
+  return { ok, output: `${result.stdout}${result.stderr}`.trim() || (ok ? "" : (result.error?.message ?? `${command} failed (exit status ${result.code ?? result.signal})`)) };
 }
 
 /** Mount points (field 5 of mountinfo, with its octal escapes decoded). */

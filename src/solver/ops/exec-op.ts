@@ -1,14 +1,14 @@
 import { chmod, chown, lstat, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import type { Writable } from "node:stream";
 import type { ExecMount, ExecOp } from "../../llb/index.ts";
 import { defaultHostsFile, resolveUser, runSandbox, runWithOciRuntime, type OciRuntime, type SandboxMount, type SandboxSpec } from "../../runtime/index.ts";
-import { attachDefaultNetwork, defaultNetworkResolvConf } from "../../runtime/network/index.ts";
+import { NetworkPool, defaultNetworkResolvConf } from "../../runtime/network/index.ts";
 import type { CacheMounts } from "../cache-mounts.ts";
 import type { LayerInfo, StateRoot } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
 import { runCommand } from "./command.ts";
-import { releaseInBackground } from "./network-releases.ts";
+import { defaultNetworkPool, releaseInBackground } from "./network-releases.ts";
 import { mountOverlay, unmount } from "./overlay.ts";
 
 /** A filesystem a RUN --mount reads: layers (a stage or image) or a local directory (the context). */
@@ -48,8 +48,9 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   const mounted: string[] = [];
   const releases: (() => Promise<void>)[] = [];
   const secretsDir = join("/dev/shm", `tsbuild-secrets-${process.pid}-${Date.now()}`);
-  // The default network is attached while the rootfs is prepared (it takes tens of milliseconds).
-  const attaching = op.network === "default" ? attachDefaultNetwork({ stateDir: context.store.dir, id: basename(workDir) }) : undefined;
+  // The default network: a fresh namespace per step, attached ahead by the pool while the previous step
+  // ran; the build's first step attaches its own while the rootfs is prepared (tens of milliseconds).
+  const attaching = op.network === "default" ? defaultNetworkPool(context.store.dir, () => new NetworkPool({ stateDir: context.store.dir, idPrefix: "run" })).take() : undefined;
   attaching?.catch(() => undefined);
   try {
     await mkdir(upperDir, { recursive: true });
