@@ -1,7 +1,6 @@
 import { formatPlatform, platformMatches } from "../frontend/index.ts";
 import type { Platform } from "../llb/index.ts";
-import { layersOfImage } from "../images/image-layers.ts";
-import { readStoredImage, type StoredImage } from "../images/image-store.ts";
+import { layersOfImage, readStoredImage, type StoredImage } from "../images/index.ts";
 import { formatReference, parseReference, pullImage, type ImageReference, type RegistryOptions } from "../registry/index.ts";
 import type { LoadedSource } from "../solver/sources/index.ts";
 import type { StateRoot } from "../solver/store/index.ts";

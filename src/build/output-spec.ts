@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { UserError } from "../user-error.ts";
-import type { Compression } from "../images/layer-blobs.ts";
+import type { Compression } from "../images/index.ts";
 
 /** How image outputs write their layers. */
 export interface LayerOptions {

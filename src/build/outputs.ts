@@ -2,9 +2,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import pLimit from "p-limit";
 import { exportLocal, exportTar, writeDockerArchive, writeOciLayout, writeOciTar, type LayerBlob } from "../exporter/index.ts";
-import { commitImage } from "../images/commit-image.ts";
-import { familiarName, readStoredImage, storedName } from "../images/image-store.ts";
-import { ensureLayerBlob } from "../images/layer-blobs.ts";
+import { commitImage, familiarName, readStoredImage, storedName, ensureLayerBlob } from "../images/index.ts";
 import { formatReference, parseReference, pushImage, registryHosts, type ImageReference, type RegistryOptions } from "../registry/index.ts";
 import type { LayerOptions, OutputSpec } from "./output-spec.ts";
 import type { BuildDefinition, HistoryEntry, ImageConfig } from "../frontend/index.ts";
@@ -88,8 +86,8 @@ async function writeImageOutput(request: ExportRequest, output: ImageOutput, blo
   const documents = await commitImage(request.store, blobs, config, annotations);
   const target = { mediaType: documents.manifestDescriptor.mediaType, digest: documents.manifestDescriptor.digest, size: documents.manifestDescriptor.size };
   const lines: string[] = [];
+  const createdAt = new Date().toISOString();
   if (output.store) {
-    const createdAt = new Date().toISOString();
     for (const name of output.names) await request.store.putImageRef({ name: storedName(name), target, createdAt, origin: "build" });
     lines.push(`stored ${output.names.map(familiarName).join(", ")} (manifest ${target.digest})`);
   }
@@ -105,6 +103,7 @@ async function writeImageOutput(request: ExportRequest, output: ImageOutput, blo
         request.store,
         { ...registry, mountFrom, signal: request.signal },
       );
+      if (output.store) await request.store.putImageRef({ name: storedName(name), target, createdAt, origin: "build", repoDigest: pushed.digest });
       lines.push(`pushed ${formatReference(reference)}@${pushed.digest}`);
     }
   }

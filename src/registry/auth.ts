@@ -90,11 +90,6 @@ export class Authorizer {
     private readonly options: { dockerConfigDir?: string | undefined; hosts?: RegistryHosts | undefined; explicit?: { host: string; credentials: Credentials } },
   ) {}
 
-  /** Whether credentials are known for `host` (stored, or given to login). */
-  async hasCredentials(host: string): Promise<boolean> {
-    return (await this.credentialsFor(host)) !== undefined;
-  }
-
   credentialsFor(host: string): Promise<Credentials | undefined> {
     if (this.options.explicit?.host === host) return Promise.resolve(this.options.explicit.credentials);
     let found = this.credentials.get(host);
@@ -112,10 +107,6 @@ export class Authorizer {
     if (challenge === undefined) return false;
     this.challenges.set(origin, challenge);
     return true;
-  }
-
-  hasChallenge(origin: string): boolean {
-    return this.challenges.has(origin);
   }
 
   /** The Authorization header for a request to `origin`, or undefined (anonymous). */

@@ -57,20 +57,25 @@ export async function downloadBlob(client: RegistryClient, descriptor: Pick<Desc
         headers: resumeFrom > 0 ? { range: `bytes=${resumeFrom}-` } : {},
         followRedirects: true,
       });
-      if (response.statusCode === 206 && resumeFrom > 0 && contentRangeStart(header(response, "content-range")) === resumeFrom) {
-        // Resuming: the bytes so far are kept (and already hashed).
-      } else if (response.statusCode === 200 || response.statusCode === 206) {
-        if (response.statusCode === 206) {
-          // A range we did not ask for: start over without one.
+      const status = response.statusCode;
+      const resumed = status === 206 && resumeFrom > 0 && contentRangeStart(header(response, "content-range")) === resumeFrom;
+      if (!resumed) {
+        if (status === 206 || (status === 416 && resumeFrom > 0)) {
+          // A range other than the one asked for, or one past the end (the connection
+          // dropped after the last byte): start over without a range.
           await discard(response);
           await restart();
-          throw new RetryableError("the registry answered a range request with the wrong range");
+          throw new RetryableError(`the registry answered ${status} to a request to resume at byte ${resumeFrom}`);
         }
+        if (status !== 200) {
+          throw await client.failure(response, what, () =>
+            new RegistryError("NOT_FOUND", `${prefix}: ${what} is not on ${client.endpoint.host}`, {
+              hint: "the image references a blob the registry does not have: push the image again",
+            }),
+          );
+        }
+        // A 200 to a range request: the server does not resume, the bytes so far go.
         if (resumeFrom > 0) await restart();
-      } else {
-        throw await client.failure(response, what, () => new RegistryError("NOT_FOUND", `${prefix}: ${what} is not on ${client.endpoint.host}`, {
-          hint: "the image references a blob the registry does not have: push the image again",
-        }));
       }
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         if (written + chunk.length > size) {

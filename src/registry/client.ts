@@ -141,6 +141,11 @@ export class RegistryClient {
         const response = await this.operation.transport.request(`${base}/`, { method: "GET", verifyTls: this.endpoint.verifyTls });
         if (response.statusCode === 401) this.operation.auth.noteChallenge(new URL(base).origin, headerList(response, "www-authenticate"));
         await discard(response);
+        // 400 is what a TLS server answers plain http with ("client sent an HTTP request to an HTTPS server").
+        if (response.statusCode === 400) {
+          lastError = this.badResponse(`400 Bad Request to GET ${base}/ (is it a registry? does it speak this protocol?)`);
+          continue;
+        }
         return base;
       } catch (error) {
         if (this.operation.signal.aborted) throw this.operation.signal.reason;

@@ -43,7 +43,7 @@ export async function registryHosts(options: { mirrors?: readonly string[]; inse
   for (const entry of options.insecure ?? []) insecure.add(normalizeHost(entry, `insecure registry ${JSON.stringify(entry)}`));
 
   const configFile = options.configFile ?? process.env.TSBUILD_REGISTRY_CONFIG ?? DEFAULT_REGISTRY_CONFIG;
-  const file = await readConfigFile(configFile, options.configFile !== undefined);
+  const file = await readConfigFile(configFile);
   if (file !== undefined) {
     const where = (what: string) => `${configFile}: ${what}`;
     for (const [registry, urls] of Object.entries(file.mirrors ?? {})) {
@@ -59,7 +59,7 @@ interface ConfigFile {
   insecure?: string[];
 }
 
-async function readConfigFile(path: string, explicit: boolean): Promise<ConfigFile | undefined> {
+async function readConfigFile(path: string): Promise<ConfigFile | undefined> {
   let text: string;
   try {
     text = await readFile(path, "utf8");

@@ -4,7 +4,10 @@
  * registry's Docker-Content-Digest).
  */
 import { createHash } from "node:crypto";
-import { MEDIA_TYPES, type Descriptor, type OciIndex, type OciManifest } from "../exporter/index.ts";
+import type { Descriptor, OciIndex, OciManifest } from "../exporter/index.ts";
+// The leaf module, not the exporter's index: that loads tar and compression code, which
+// costs start-up time a command that only resolves a tag should not pay.
+import { MEDIA_TYPES } from "../exporter/media-types.ts";
 import type { RegistryClient } from "./client.ts";
 import { RegistryError } from "./errors.ts";
 import { RetryableError, withRetries } from "./retry.ts";

@@ -1,9 +1,10 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { compress as zstdCompress } from "zstd-napi";
 import { describe, expect, it } from "vitest";
 import { extractLayer, MEDIA_TYPES, UnsafeLayerEntryError, writeLayerBlob } from "../../src/exporter/index.ts";
-import { rawTar, requireTools, run, snapshot, tempDir, type RawEntry } from "./helpers.ts";
+import { rawTar, requireTools, run, sha256, snapshot, tempDir, type RawEntry } from "./helpers.ts";
 
 /** Extracts a hand-made tar; returns the promise and where things went. */
 async function extractRaw(entries: RawEntry[]) {
@@ -154,7 +155,7 @@ describe("extractLayer", () => {
     await expect(extractLayer(blob.path, blob.mediaType, join(work, "bad2"), { diffId: wrong })).rejects.toThrow(/diff id mismatch/);
   });
 
-  it("reads gzip whatever the media type says, and refuses zstd, unknown media types and a non-empty target", async () => {
+  it("reads gzip and zstd whatever the media type says, and refuses unknown media types and a non-empty target", async () => {
     const work = tempDir();
     const tar = join(work, "plain.tar");
     await rawTar(tar, [{ name: "hello", content: "hi" }]);
@@ -164,11 +165,15 @@ describe("extractLayer", () => {
     expect(readFileSync(join(work, "a/hello"), "utf8")).toBe("hi");
     await extractLayer(gz, MEDIA_TYPES.dockerLayerGzip, join(work, "b"));
 
-    await expect(extractLayer(tar, MEDIA_TYPES.ociLayerZstd, join(work, "c"))).rejects.toThrow(/zstd-compressed layers are not supported yet/);
+    // A plain tar labelled zstd, and a zstd one (made by the zstd CLI) labelled plain.
+    await extractLayer(tar, MEDIA_TYPES.ociLayerZstd, join(work, "c"));
+    expect(readFileSync(join(work, "c/hello"), "utf8")).toBe("hi");
     requireTools(["zstd"]);
     const zst = join(work, "layer.tar.zst");
     run("zstd", ["-q", tar, "-o", zst]);
-    await expect(extractLayer(zst, MEDIA_TYPES.ociLayer, join(work, "d"))).rejects.toMatchObject({ code: "ERR_LAYER_UNSUPPORTED" });
+    const diffId = sha256(readFileSync(tar));
+    await extractLayer(zst, MEDIA_TYPES.ociLayer, join(work, "d"), { digest: sha256(readFileSync(zst)), diffId });
+    expect(readFileSync(join(work, "d/hello"), "utf8")).toBe("hi");
     await expect(extractLayer(tar, "application/json", join(work, "e"))).rejects.toThrow(/is not a layer media type/);
     await expect(extractLayer(tar, MEDIA_TYPES.ociLayer, join(work, "a"))).rejects.toThrow(/the directory is not empty/);
   });
@@ -183,5 +188,11 @@ describe("extractLayer", () => {
     const badGzip = join(work, "bad.tar.gz");
     writeFileSync(badGzip, Buffer.concat([gzipSync(readFileSync(tar)).subarray(0, 60), Buffer.alloc(100, 1)]));
     await expect(extractLayer(badGzip, MEDIA_TYPES.ociLayerGzip, join(work, "b"))).rejects.toThrow(/cannot be read as a tar/);
+    // zstd: cut short, and with garbage after a valid frame.
+    const zst = zstdCompress(readFileSync(tar));
+    writeFileSync(join(work, "cut.zst"), zst.subarray(0, zst.length - 8));
+    await expect(extractLayer(join(work, "cut.zst"), MEDIA_TYPES.ociLayerZstd, join(work, "c"))).rejects.toMatchObject({ code: "ERR_LAYER_BAD_ENTRY" });
+    writeFileSync(join(work, "junk.zst"), Buffer.concat([zst, Buffer.from("not zstd at all")]));
+    await expect(extractLayer(join(work, "junk.zst"), MEDIA_TYPES.ociLayerZstd, join(work, "d"))).rejects.toThrow(/cannot be read as a tar/);
   });
 });

@@ -113,6 +113,8 @@ export interface RawEntry {
   type?: "file" | "directory" | "symlink" | "link";
   linkname?: string;
   content?: string;
+  /** Binary content (wins over `content`). */
+  data?: Buffer;
   mode?: number;
 }
 
@@ -128,7 +130,7 @@ export async function rawTar(path: string, entries: readonly RawEntry[]): Promis
     const header = { name: entry.name, type, mode: entry.mode ?? (type === "directory" ? 0o755 : 0o644), mtime: new Date(0), linkname: entry.linkname };
     await new Promise<void>((resolve, reject) => {
       const done = (error?: Error | null) => (error ? reject(error) : resolve());
-      if (type === "file") pack.entry(header, Buffer.from(entry.content ?? ""), done);
+      if (type === "file") pack.entry(header, entry.data ?? Buffer.from(entry.content ?? ""), done);
       else pack.entry(header, done);
     });
   }

@@ -1,10 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { CompressStream, decompress as zstdDecompress } from "zstd-napi";
 import { extract as createExtract } from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { extractLayer, ExporterError, MEDIA_TYPES, writeLayerBlob } from "../../src/exporter/index.ts";
-import { run, setAllMtimes, sha256, snapshot, tempDir, whiteout } from "./helpers.ts";
+import { requireTools, run, setAllMtimes, sha256, snapshot, tempDir, whiteout } from "./helpers.ts";
 import { LONG_FILE, makeRichLayer } from "./layers.ts";
 
 /** Entry names and types of a tar, in order. */
@@ -33,14 +34,17 @@ describe("writeLayerBlob", () => {
     const source = join(work, "layer");
     const { opaqueDirs } = makeRichLayer(source);
 
-    for (const compression of ["gzip", "uncompressed"] as const) {
+    const mediaTypes = { gzip: MEDIA_TYPES.ociLayerGzip, zstd: MEDIA_TYPES.ociLayerZstd, uncompressed: MEDIA_TYPES.ociLayer };
+    const diffIds = new Set<string>();
+    for (const compression of ["gzip", "zstd", "uncompressed"] as const) {
       const blob = await writeLayerBlob({ dir: source, opaqueDirs }, join(work, "blobs"), { compression });
-      expect(blob.mediaType).toBe(compression === "gzip" ? MEDIA_TYPES.ociLayerGzip : MEDIA_TYPES.ociLayer);
+      expect(blob.mediaType).toBe(mediaTypes[compression]);
       const stored = readFileSync(blob.path);
       expect(blob.path).toBe(join(work, "blobs", blob.digest.slice(7)));
       expect(blob.size).toBe(stored.length);
       expect(blob.digest).toBe(sha256(stored));
-      const tar = compression === "gzip" ? gunzipSync(stored) : stored;
+      const tar = compression === "gzip" ? gunzipSync(stored) : compression === "zstd" ? zstdDecompress(stored) : stored;
+      diffIds.add(blob.diffId);
       expect(blob.diffId).toBe(sha256(tar));
       if (compression === "uncompressed") expect(blob.digest).toBe(blob.diffId);
 
@@ -49,6 +53,8 @@ describe("writeLayerBlob", () => {
       expect(result.opaqueDirs).toEqual(["etc/apt"]);
       expect(snapshot(into)).toEqual(snapshot(source));
     }
+    // The same tar whatever the compression.
+    expect(diffIds.size).toBe(1);
   });
 
   it("writes OCI whiteouts, opaque markers, sorted entries and PAX headers that GNU tar reads", async () => {
@@ -194,5 +200,76 @@ describe("writeLayerBlob", () => {
       { name: ".wh.a", type: "file" },
       { name: ".wh.b", type: "file" },
     ]);
+  });
+});
+
+describe("writeLayerBlob with zstd", () => {
+  it("writes zstd frames the zstd CLI decompresses to the same tar, deterministically", async () => {
+    requireTools(["zstd"]);
+    const work = tempDir();
+    const source = join(work, "layer");
+    const { opaqueDirs } = makeRichLayer(source, { bigFile: Buffer.alloc(5 * 1024 * 1024, "zstd compresses this ") });
+    const once = await writeLayerBlob({ dir: source, opaqueDirs }, join(work, "a"), { compression: "zstd" });
+    const twice = await writeLayerBlob({ dir: source, opaqueDirs }, join(work, "b"), { compression: "zstd" });
+    expect(twice).toEqual({ ...once, path: join(work, "b", once.digest.slice(7)) });
+    expect(readFileSync(twice.path)).toEqual(readFileSync(once.path));
+    expect([...readFileSync(once.path).subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+
+    run("zstd", ["-q", "-t", once.path]);
+    const out = join(work, "layer.tar");
+    run("zstd", ["-q", "-d", once.path, "-o", out]);
+    expect(sha256(readFileSync(out))).toBe(once.diffId);
+    const plain = await writeLayerBlob({ dir: source, opaqueDirs }, join(work, "c"), { compression: "uncompressed" });
+    expect(plain.diffId).toBe(once.diffId);
+    // GNU tar reads it through the zstd CLI too.
+    expect(run("tar", ["--zstd", "-tf", once.path])).toContain("etc/apt/.wh..wh..opq");
+  });
+
+  it("gives the bytes zstd gives with any number of worker threads (so digests do not depend on the machine)", async () => {
+    const work = tempDir();
+    const dir = join(work, "layer");
+    mkdirSync(dir);
+    // Several zstd jobs' worth, not too compressible.
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7919) % 251 ^ (i >> 9);
+    writeFileSync(join(dir, "data"), Buffer.concat(Array.from({ length: 24 }, (_, i) => Buffer.concat([chunk, Buffer.from(`block ${i}`)]))));
+    setAllMtimes(dir, 1_700_000_000);
+    const blob = await writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "out"), { compression: "zstd" });
+    const tar = zstdDecompress(readFileSync(blob.path));
+    const compress = async (nbWorkers: number) => {
+      const parts: Buffer[] = [];
+      const stream = new CompressStream({ compressionLevel: 3, nbWorkers });
+      stream.on("data", (part: Buffer) => parts.push(part));
+      const done = new Promise((resolve, reject) => stream.on("end", resolve).on("error", reject));
+      for (let at = 0; at < tar.length; at += 100_000) stream.write(tar.subarray(at, at + 100_000));
+      stream.end();
+      await done;
+      return Buffer.concat(parts);
+    };
+    for (const workers of [1, 2, 4]) expect(sha256(await compress(workers)), `nbWorkers ${workers}`).toBe(blob.digest);
+  });
+
+  it("applies levels to gzip and zstd and refuses levels out of range", async () => {
+    const work = tempDir();
+    const dir = join(work, "layer");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "text"), "compressible, but not entirely: ".repeat(50_000) + Math.random());
+    const fast = await writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "out"), { compression: "zstd", level: 1 });
+    const best = await writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "out"), { compression: "zstd", level: 19 });
+    expect(best.diffId).toBe(fast.diffId);
+    expect(best.digest).not.toBe(fast.digest);
+    for (const [compression, level, range] of [
+      ["zstd", 0, "1 to 22"],
+      ["zstd", 23, "1 to 22"],
+      ["gzip", 10, "0 to 9"],
+      ["gzip", 1.5, "0 to 9"],
+    ] as const) {
+      const error = await writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "bad"), { compression, level }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "ERR_BAD_OPTION", message: `${compression} compression level ${level} is out of range` });
+      expect((error as { hint: string }).hint).toContain(range);
+    }
+    await expect(writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "bad"), { compression: "brotli" as "gzip" })).rejects.toThrow(/unknown layer compression "brotli"/);
+    await expect(writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "bad"), { compression: "gzip", sourceDateEpoch: -1 })).rejects.toMatchObject({ code: "ERR_BAD_OPTION" });
+    await expect(writeLayerBlob({ dir, opaqueDirs: [] }, join(work, "bad"), { compression: "gzip", sourceDateEpoch: 1.5 })).rejects.toThrow(/SOURCE_DATE_EPOCH 1.5/);
   });
 });

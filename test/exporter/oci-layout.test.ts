@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Writable } from "node:stream";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -10,8 +11,10 @@ import {
   writeOciLayout,
   writeOciTar,
   type ImageConfigInput,
+  type ImageIndexInput,
   type LayerBlob,
   type OciIndex,
+  type OciManifest,
 } from "../../src/exporter/index.ts";
 import { requireTools, run, setAllMtimes, sha256, tempDir } from "./helpers.ts";
 import { makeStack, treeContents } from "./layers.ts";
@@ -43,6 +46,8 @@ const CONFIG: ImageConfigInput = {
 };
 
 let blobs: LayerBlob[] = [];
+/** The same layers, zstd-compressed. */
+let zstdBlobs: LayerBlob[] = [];
 let expected: Record<string, string> = {};
 let work = "";
 
@@ -52,7 +57,11 @@ beforeAll(async () => {
   const stack = makeStack(work);
   expected = stack.expected;
   blobs = [];
-  for (const layer of stack.layers) blobs.push(await writeLayerBlob(layer, join(work, "blobs"), { compression: "gzip" }));
+  zstdBlobs = [];
+  for (const layer of stack.layers) {
+    blobs.push(await writeLayerBlob(layer, join(work, "blobs"), { compression: "gzip" }));
+    zstdBlobs.push(await writeLayerBlob(layer, join(work, "blobs"), { compression: "zstd" }));
+  }
 }, 600_000);
 
 function skopeoInspect(ref: string, ...flags: string[]): Record<string, unknown> {
@@ -268,5 +277,178 @@ describe("layer blobs from a real build step", () => {
     const bundle = join(tempDir(), "bundle");
     run("umoci", ["unpack", "--image", `${layout}:empty`, bundle]);
     expect(treeContents(join(bundle, "rootfs"))).toEqual({});
+  });
+});
+
+/** A blob of a layout, parsed. */
+function blobJson<T>(dir: string, digest: string): T {
+  return JSON.parse(readFileSync(join(dir, "blobs/sha256", digest.slice(7)), "utf8")) as T;
+}
+
+function multiPlatform(tags: string[] = ["multi", "registry.example.com/app:2"]): ImageIndexInput {
+  return {
+    images: [
+      { layers: blobs, config: { ...CONFIG, architecture: "amd64" } },
+      { layers: zstdBlobs, config: { ...CONFIG, architecture: "arm64", variant: "v8" } },
+    ],
+    tags,
+  };
+}
+
+describe("multi-platform images", () => {
+  it("are written as an OCI image index that skopeo reads per platform, and whose images unpack", async () => {
+    const dir = join(tempDir(), "layout");
+    const written = await writeOciLayout(dir, multiPlatform());
+    expect(written.images.map((image) => image.platform)).toEqual([
+      { architecture: "amd64", os: "linux" },
+      { architecture: "arm64", os: "linux" },
+    ]);
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as OciIndex;
+    expect(index.manifests).toHaveLength(2);
+    for (const entry of index.manifests) expect(entry).toMatchObject({ mediaType: MEDIA_TYPES.ociIndex, digest: written.indexDigest });
+    expect(index.manifests[0]?.platform).toBeUndefined();
+    const imageIndex = blobJson<OciIndex>(dir, written.indexDigest);
+    expect(imageIndex.manifests.map(({ digest, platform }) => ({ digest, platform }))).toEqual(
+      written.images.map(({ manifestDigest, platform }) => ({ digest: manifestDigest, platform })),
+    );
+    expect(sha256(run("skopeo", ["inspect", "--raw", `oci:${dir}:multi`]))).toBe(written.indexDigest);
+
+    for (const [arch, layers] of [["amd64", blobs], ["arm64", zstdBlobs]] as const) {
+      const info = skopeoInspect(`oci:${dir}:2`, "--override-arch", arch);
+      expect(info).toMatchObject({ Digest: written.indexDigest, Architecture: arch, Layers: layers.map((blob) => blob.digest) });
+      const image = await readOciLayout(dir, "multi", { platform: { os: "linux", architecture: arch } });
+      expect(image.config.architecture).toBe(arch);
+      expect(image.layers.map((layer) => layer.mediaType)).toEqual(layers.map((blob) => blob.mediaType));
+      // skopeo decompresses every layer (zstd ones too) into gzip ones that umoci unpacks.
+      const single = join(tempDir(), "single");
+      run("skopeo", ["copy", "-q", "--override-arch", arch, "--dest-compress", "--dest-compress-format", "gzip", `oci:${dir}:multi`, `oci:${single}:one`]);
+      const bundle = join(tempDir(), "bundle");
+      run("umoci", ["unpack", "--image", `${single}:one`, bundle]);
+      expect(treeContents(join(bundle, "rootfs"))).toEqual(expected);
+    }
+  });
+
+  it("pack into a deterministic OCI tar, to a file or a stream", async () => {
+    const dir = tempDir();
+    const file = join(dir, "multi.tar");
+    const written = await writeOciTar(file, multiPlatform());
+    const again = join(dir, "again.tar");
+    await writeOciTar(again, multiPlatform());
+    expect(readFileSync(again)).toEqual(readFileSync(file));
+    const chunks: Buffer[] = [];
+    await writeOciTar(new Writable({ write: (chunk: Buffer, _encoding, callback) => (chunks.push(chunk), callback()) }), multiPlatform());
+    expect(Buffer.concat(chunks)).toEqual(readFileSync(file));
+
+    expect(skopeoInspect(`oci-archive:${file}:multi`, "--override-arch", "arm64")).toMatchObject({ Digest: written.indexDigest, Architecture: "arm64" });
+    const names = run("tar", ["-tf", file]).trim().split("\n");
+    // Layers (shared ones once), two configs, two manifests and the index.
+    expect(names).toHaveLength(4 + blobs.length + zstdBlobs.length + 2 + 2 + 1);
+    expect(names.at(-1)).toBe(`blobs/sha256/${written.indexDigest.slice(7)}`);
+    const image = await readOciLayout(file, "registry.example.com/app:2", { platform: { os: "linux", architecture: "arm64", variant: "v8" } });
+    expect(image.manifestDigest).toBe(written.images[1]?.manifestDigest);
+    await image.dispose();
+  });
+
+  it("replace a single-platform image of the same tag in a layout, and refuse bad inputs", async () => {
+    const dir = join(tempDir(), "layout");
+    await writeOciLayout(dir, { layers: blobs, config: CONFIG, tags: ["multi", "single"] });
+    const written = await writeOciLayout(dir, multiPlatform(["multi"]));
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as OciIndex;
+    expect(index.manifests.map((entry) => [entry.annotations?.["org.opencontainers.image.ref.name"], entry.mediaType])).toEqual([
+      ["single", MEDIA_TYPES.ociManifest],
+      ["multi", MEDIA_TYPES.ociIndex],
+    ]);
+    expect(index.manifests[1]?.digest).toBe(written.indexDigest);
+
+    const amd = { layers: blobs, config: CONFIG };
+    await expect(writeOciLayout(dir, { images: [amd, { ...amd, platform: { os: "linux", architecture: "x86_64" } }], tags: ["x"] })).rejects.toThrow(
+      /two images are given for platform linux\/amd64/,
+    );
+    await expect(writeOciLayout(dir, { images: [{ ...amd, platform: { os: "linux", architecture: "arm64" } }], tags: ["x"] })).rejects.toThrow(
+      /the image for platform linux\/arm64 has a config for linux\/amd64/,
+    );
+    await expect(writeOciLayout(dir, { images: [], tags: ["x"] })).rejects.toThrow(/needs at least one platform's image/);
+  });
+});
+
+describe("annotations", () => {
+  it("go where BuildKit puts them in a multi-platform image", async () => {
+    const dir = join(tempDir(), "layout");
+    const annotations = {
+      manifest: { "org.opencontainers.image.title": "App" },
+      index: { "org.opencontainers.image.vendor": "Example" },
+      manifestDescriptor: { "com.example.descriptor": "all" },
+      indexDescriptor: { "com.example.top": "layout entry" },
+      platforms: { "linux/arm64": { manifest: { "org.opencontainers.image.url": "https://example.com/arm64" }, manifestDescriptor: { "com.example.arm": "yes" } } },
+    };
+    const written = await writeOciLayout(dir, multiPlatform(["multi"]), { annotations });
+    const entry = (JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as OciIndex).manifests[0];
+    expect(entry?.annotations).toEqual({ "com.example.top": "layout entry", "org.opencontainers.image.ref.name": "multi" });
+    const index = JSON.parse(run("skopeo", ["inspect", "--raw", `oci:${dir}:multi`])) as OciIndex;
+    expect(index.annotations).toEqual({ "org.opencontainers.image.vendor": "Example" });
+    expect(index.manifests.map((descriptor) => descriptor.annotations)).toEqual([
+      { "com.example.descriptor": "all" },
+      { "com.example.descriptor": "all", "com.example.arm": "yes" },
+    ]);
+    const [amd, arm] = written.images.map((image) => blobJson<OciManifest>(dir, image.manifestDigest));
+    expect(amd?.annotations).toEqual({ "org.opencontainers.image.title": "App" });
+    expect(arm?.annotations).toEqual({ "org.opencontainers.image.title": "App", "org.opencontainers.image.url": "https://example.com/arm64" });
+  });
+
+  it("go on the manifest and its index.json entries in a single-platform image, which refuses index ones", async () => {
+    const dir = join(tempDir(), "layout");
+    const written = await writeOciLayout(
+      dir,
+      { layers: blobs, config: CONFIG, tags: ["latest", "registry.example.com/app:1.2"], annotations: { "com.example.old": "kept", "com.example.both": "old" } },
+      { annotations: { manifest: { "com.example.both": "new" }, manifestDescriptor: { "com.example.entry": "e" }, platforms: { "linux/amd64": { manifest: { "com.example.amd": "a" } } } } },
+    );
+    const manifest = JSON.parse(run("skopeo", ["inspect", "--raw", `oci:${dir}:latest`])) as OciManifest;
+    expect(manifest.annotations).toEqual({ "com.example.old": "kept", "com.example.both": "new", "com.example.amd": "a" });
+    const entries = (JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as OciIndex).manifests;
+    expect(entries.map((entry) => entry.annotations)).toEqual([
+      { "com.example.entry": "e", "org.opencontainers.image.ref.name": "latest" },
+      { "com.example.entry": "e", "io.containerd.image.name": "registry.example.com/app:1.2", "org.opencontainers.image.ref.name": "1.2" },
+    ]);
+    expect(entries[0]?.digest).toBe(written.manifestDigest);
+    const bundle = join(tempDir(), "bundle");
+    run("umoci", ["unpack", "--image", `${dir}:1.2`, bundle]);
+    expect(treeContents(join(bundle, "rootfs"))).toEqual(expected);
+
+    const single = { layers: blobs, config: CONFIG, tags: ["x"] };
+    await expect(writeOciLayout(dir, single, { annotations: { index: { a: "b" } } })).rejects.toMatchObject({
+      code: "ERR_ANNOTATION",
+      message: "index annotations need a multi-platform image, and this one has a single platform (no image index)",
+    });
+    await expect(writeOciTar(join(tempDir(), "x.tar"), single, { annotations: { indexDescriptor: { a: "b" } } })).rejects.toThrow(/index-descriptor annotations need a multi-platform image/);
+    await expect(writeOciLayout(dir, single, { annotations: { platforms: { "linux/arm64": { manifest: { a: "b" } } } } })).rejects.toThrow(
+      /annotations are given for platform linux\/arm64, but the image has linux\/amd64/,
+    );
+  });
+});
+
+describe("sourceDateEpoch", () => {
+  it("clamps the config's and history's times, so builds at other times give the same image", async () => {
+    const epoch = 1_700_000_000;
+    const later = { ...CONFIG, created: "2025-05-05T05:05:05Z", history: CONFIG.history?.map((entry) => ({ ...entry, created: "2025-05-05T05:05:05Z" })) };
+    const a = await writeOciLayout(join(tempDir(), "a"), { layers: blobs, config: CONFIG, tags: ["x"] }, { sourceDateEpoch: epoch });
+    const dir = join(tempDir(), "b");
+    const b = await writeOciLayout(dir, { layers: blobs, config: later, tags: ["x"] }, { sourceDateEpoch: epoch });
+    const unclamped = await writeOciLayout(join(tempDir(), "c"), { layers: blobs, config: later, tags: ["x"] });
+    // CONFIG's times (2024) are later than the epoch (2023-11-14) too.
+    expect(b).toEqual(a);
+    expect(unclamped.configDigest).not.toBe(a.configDigest);
+    const config = skopeoInspect(`oci:${dir}:x`, "--config") as { created: string; history: { created: string }[] };
+    expect(config.created).toBe("2023-11-14T22:13:20Z");
+    expect(new Set(config.history.map((entry) => entry.created))).toEqual(new Set(["2023-11-14T22:13:20Z"]));
+    const entry = (JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as OciIndex).manifests[0];
+    expect(entry?.annotations?.["org.opencontainers.image.created"]).toBe("2023-11-14T22:13:20Z");
+
+    const tar = join(tempDir(), "m.tar");
+    const multi = await writeOciTar(tar, multiPlatform(), { sourceDateEpoch: epoch });
+    const image = await readOciLayout(tar, "multi", { platform: { os: "linux", architecture: "arm64" } });
+    expect(image.manifestDigest).toBe(multi.images[1]?.manifestDigest);
+    expect(image.config.created).toBe("2023-11-14T22:13:20Z");
+    await image.dispose();
+    await expect(writeOciLayout(dir, { layers: blobs, config: CONFIG, tags: ["x"] }, { sourceDateEpoch: -5 })).rejects.toMatchObject({ code: "ERR_BAD_OPTION" });
   });
 });

@@ -3,8 +3,7 @@ import { isatty } from "node:tty";
 import { parsePlatform } from "../../frontend/index.ts";
 import { readImageArchive, writeDockerArchive, writeOciTar, type ImageConfig, type OciManifest, type Platform } from "../../exporter/index.ts";
 import { isIndexMediaType } from "../../exporter/media-types.ts";
-import { familiarName, findImage, imageId, readJsonBlob, readStoredImage, requireImage, storedName } from "../../images/image-store.ts";
-import { loadArchiveImage } from "../../images/load-image.ts";
+import { familiarName, findImage, imageId, readJsonBlob, readStoredImage, requireImage, storedName, loadArchiveImage } from "../../images/index.ts";
 import { formatReference, login, logout, parseReference, pullImage, pushImage, type PushIndex, type PushManifest } from "../../registry/index.ts";
 import type { ImageRef, StateRoot } from "../../solver/store/index.ts";
 import { StateRoot as Store } from "../../solver/store/index.ts";
@@ -75,8 +74,8 @@ export async function runPush(args: Common & { name: string; quiet: boolean }): 
   const lease = await store.acquireLease();
   try {
     const found = await requireImage(store, args.name);
-    // A name given as an id pushes to the image's own name.
-    const target = (await findImage(store, args.name))?.ref.name === found.ref.name && !/^(sha256:)?[0-9a-f]{4,64}$/.test(args.name) ? storedName(args.name) : found.ref.name;
+    // An image given by id is pushed under the name it is stored as.
+    const target = found.ref.name;
     const content = await pushContent(store, found.ref);
     const reference = parseReference(target);
     const pushed = await withSignal(async (signal) => {
@@ -89,6 +88,7 @@ export async function runPush(args: Common & { name: string; quiet: boolean }): 
         },
       });
     });
+    await store.putImageRef({ ...found.ref, repoDigest: pushed.digest });
     process.stdout.write(args.quiet ? `${pushed.digest}\n` : `${formatReference(reference)}@${pushed.digest}\n`);
     return EXIT.ok;
   } finally {

@@ -5,8 +5,9 @@ import type { Argv } from "yargs";
  * logout. Their code (and the registry client) is loaded only when one of them runs.
  */
 type Handler = (args: Record<string, unknown>) => Promise<number>;
+type RunName = "runPull" | "runPush" | "runImages" | "runTag" | "runRmi" | "runInspect" | "runHistory" | "runSave" | "runLoad" | "runLogin" | "runLogout";
 
-async function run(name: keyof typeof import("./images-run.ts"), args: object): Promise<void> {
+async function run(name: RunName, args: object): Promise<void> {
   const module = await import("./images-run.ts");
   process.exitCode = await (module[name] as Handler)(args as Record<string, unknown>);
 }

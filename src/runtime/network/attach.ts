@@ -4,7 +4,7 @@ import { chooseBridge, ensureBridgeRules } from "./bridges.ts";
 import { CNI_VERSION, DEFAULT_CNI_PATH, addList, delList, requirePlugins, type CniResult, type NetworkConfigList, type PluginConfig } from "./cni.ts";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { formatNetwork, hostAddress, parseNetwork, type Ipv4Network } from "./ipv4.ts";
-import { createNetns, isMountPoint, prepareNetnsDir, removeNetns } from "./netns.ts";
+import { awaitVethsGone, createNetns, isMountPoint, prepareNetnsDir, removeNetns } from "./netns.ts";
 import { currentOwner, isOwnerAlive, withLock } from "./owner.ts";
 import { ipamDir, listRecords, readRecord, removeRecord, writeRecord, type AttachedNetwork, type AttachmentRecord } from "./records.ts";
 
@@ -144,15 +144,47 @@ function describeRecord(record: AttachmentRecord): string {
 }
 
 /**
+ * Whether DEL without the namespace still undoes everything the record's
+ * plugins made outside it: bridge without ipMasq frees its lease (the veth
+ * goes with the namespace), portmap deletes its rules by container id.
+ * Records of earlier versions (firewall, ipMasq chains) are not.
+ */
+function namespaceFirst(record: AttachmentRecord): boolean {
+  return record.networks.every((network) =>
+    network.config.plugins.every((plugin) => (plugin.type === "bridge" && plugin.ipMasq !== true && plugin.macspoofchk !== true) || plugin.type === "portmap"),
+  );
+}
+
+/** The host end of the record's veth pair, from the bridge plugin's result. */
+function hostVeths(record: AttachmentRecord): string[] {
+  return record.networks.flatMap((network) => (network.result?.interfaces ?? []).filter((i) => !i.sandbox && i.name !== record.bridge && /^veth/.test(i.name)).map((i) => i.name));
+}
+
+/**
  * DEL of every network in reverse order (each list's plugins in reverse),
- * then the namespace file, then the record. Returns what failed; the record
+ * the namespace file, then the record. Returns what failed; the record
  * stays when something did, so that a later clean-up retries.
+ *
+ * The namespace goes first when DEL does not need it (namespaceFirst): the
+ * kernel then deletes the veth pair with the namespace, off this process's
+ * path, and the bridge plugin only frees the lease, as after a crash. That
+ * halves the plugin's work; the release still ends only once the host end
+ * of the veth is gone.
  */
 async function teardown(record: AttachmentRecord): Promise<Error[]> {
+  const errors: Error[] = [];
+  const removeNamespace = async () => {
+    try {
+      await removeNetns(record.netnsPath);
+    } catch (error) {
+      errors.push(error as Error);
+    }
+  };
+  const early = namespaceFirst(record);
+  if (early) await removeNamespace();
   // CNI_NETNS empty when the namespace is gone (or was never mounted): plugins then free what they can (leases, rules)
   const netns = isMountPoint(record.netnsPath) ? record.netnsPath : "";
   const context = `while detaching ${describeRecord(record)}`;
-  const errors: Error[] = [];
   // the networks were added side by side (different interfaces): remove them side by side
   const results = await Promise.all(
     [...record.networks]
@@ -160,10 +192,13 @@ async function teardown(record: AttachmentRecord): Promise<Error[]> {
       .map((network) => delList(network.config, { containerId: record.id, netns, ifname: network.ifname, cniPath: record.cniPath }, network.result, context)),
   );
   for (const failed of results) errors.push(...failed);
-  try {
-    await removeNetns(record.netnsPath);
-  } catch (error) {
-    errors.push(error as Error);
+  if (!early) await removeNamespace();
+  if (early && netns === "") {
+    try {
+      await awaitVethsGone(hostVeths(record));
+    } catch (error) {
+      errors.push(error as Error);
+    }
   }
   if (errors.length === 0) await removeRecord(record.stateDir, record.id);
   return errors;

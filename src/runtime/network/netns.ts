@@ -4,8 +4,8 @@
  * that is a shared mount point of its own so that the bind mounts propagate
  * into (and their removal out of) mount namespaces created meanwhile.
  */
-import { readFileSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, open, rm, unlink } from "node:fs/promises";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { runProgram } from "./programs.ts";
 
@@ -84,8 +84,32 @@ export async function removeNetns(path: string): Promise<void> {
     }
   }
   try {
-    await rm(path, { force: true });
+    await unlink(path);
   } catch (error) {
+    if (errnoCode(error) === "ENOENT") return;
     throw new NetworkError("NETNS_FAILED", `cannot remove ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until the kernel has deleted these host-side interfaces (veth ends
+ * whose peer was in a namespace that is gone: the kernel removes them
+ * shortly after the namespace). One still there after `timeoutMs` (the
+ * namespace is held by some process) is deleted by hand, so that no veth of
+ * a released attachment stays on the bridge.
+ */
+export async function awaitVethsGone(names: readonly string[], timeoutMs = 2000): Promise<void> {
+  const exists = (name: string) => existsSync(`/sys/class/net/${name}`);
+  const deadline = Date.now() + timeoutMs;
+  let delay = 1;
+  while (names.some(exists) && Date.now() < deadline) {
+    await sleep(delay);
+    delay = Math.min(delay * 2, 20);
+  }
+  for (const name of names.filter(exists)) {
+    const deleted = await run("ip", ["link", "delete", name]);
+    if (!deleted.ok && exists(name)) throw new NetworkError("NETNS_FAILED", `cannot delete the interface ${name}: ${deleted.output}`);
   }
 }

@@ -3,7 +3,7 @@
  * before anything is created and updated after each plugin, so that whatever
  * a killed process leaves behind can be deleted with the right CNI calls.
  */
-import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { CniResult, NetworkConfigList } from "./cni.ts";
 import { errnoCode } from "./errors.ts";
@@ -99,5 +99,9 @@ async function removeStaleTemp(path: string): Promise<void> {
 }
 
 export async function removeRecord(stateDir: string, id: string): Promise<void> {
-  await rm(recordPath(stateDir, id), { force: true });
+  try {
+    await unlink(recordPath(stateDir, id));
+  } catch (error) {
+    if (errnoCode(error) !== "ENOENT") throw error;
+  }
 }
