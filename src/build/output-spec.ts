@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { UserError } from "../user-error.ts";
+import { parseAnnotationFlags } from "../exporter/index.ts";
 import type { Compression } from "../images/index.ts";
 
 /** How image outputs write their layers. */
@@ -13,8 +14,8 @@ export interface LayerOptions {
 export type OutputSpec =
   | { type: "local"; dest: string }
   | { type: "tar"; dest: string }
-  | { type: "oci" | "oci-layout" | "docker"; dest: string; names: string[]; layers: LayerOptions; annotations: Record<string, string> }
-  | { type: "image"; names: string[]; push: boolean; store: boolean; insecure: boolean; layers: LayerOptions; annotations: Record<string, string> };
+  | { type: "oci" | "oci-layout" | "docker"; dest: string; names: string[]; layers: LayerOptions; annotations: string[] }
+  | { type: "image"; names: string[]; push: boolean; store: boolean; insecure: boolean; layers: LayerOptions; annotations: string[] };
 
 export interface OutputDefaults {
   /** -t values: the names of image outputs that give none. */
@@ -25,7 +26,7 @@ export interface OutputDefaults {
   load: boolean;
 }
 
-const IMAGE_KEYS = ["name", "compression", "compression-level", "force-compression", "oci-mediatypes", "annotation.*"];
+const IMAGE_KEYS = ["name", "compression", "compression-level", "force-compression", "oci-mediatypes", "annotation.*", "annotation-TYPE.*"];
 const KEYS: Record<string, readonly string[]> = {
   local: ["dest"],
   tar: ["dest"],
@@ -68,7 +69,7 @@ function parseOutput(value: string, defaults: OutputDefaults): OutputSpec {
     throw new UserError(`-o "${value}": unknown output type "${type}"`, `use one of: ${Object.keys(KEYS).join(", ")}`);
   }
   for (const key of fields.keys()) {
-    if (!allowed.includes(key) && !(key.startsWith("annotation.") && allowed.includes("annotation.*"))) {
+    if (!allowed.includes(key) && !(ANNOTATION_KEY.test(key) && allowed.includes("annotation.*"))) {
       throw new UserError(`-o "${value}": type=${type} has no option "${key}"`, `its options: ${allowed.join(", ")}`);
     }
   }
@@ -133,9 +134,17 @@ function layerOptions(fields: Map<string, string>, value: string): LayerOptions 
   return options;
 }
 
-function annotationsOf(fields: Map<string, string>): Record<string, string> {
-  const annotations: Record<string, string> = {};
-  for (const [key, value] of fields) if (key.startsWith("annotation.")) annotations[key.slice("annotation.".length)] = value;
+/** `annotation.KEY`, `annotation-manifest.KEY`, `annotation-index-descriptor.KEY`, … (BuildKit's exporter attributes), optionally with `[os/arch]`. */
+const ANNOTATION_KEY = /^annotation(?:-(manifest|index|manifest-descriptor|index-descriptor))?(\[[^\]]+\])?\.(.+)$/;
+
+/** The output's annotations in `--annotation` form (TYPE[platform]:KEY=VALUE), checked now so a mistake stops the build before it starts. */
+function annotationsOf(fields: Map<string, string>): string[] {
+  const annotations: string[] = [];
+  for (const [key, value] of fields) {
+    const match = ANNOTATION_KEY.exec(key);
+    if (match) annotations.push(`${match[1] ?? "manifest"}${match[2] ?? ""}:${match[3]}=${value}`);
+  }
+  parseAnnotationFlags(annotations);
   return annotations;
 }
 

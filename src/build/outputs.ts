@@ -1,7 +1,8 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import pLimit from "p-limit";
-import { exportLocal, exportTar, writeDockerArchive, writeOciLayout, writeOciTar, type LayerBlob } from "../exporter/index.ts";
+import { exportLocal, exportTar, parseAnnotationFlags, writeDockerArchive, writeOciLayout, writeOciTar, type LayerBlob } from "../exporter/index.ts";
+import { UserError } from "../user-error.ts";
 import { commitImage, familiarName, readStoredImage, storedName, ensureLayerBlob } from "../images/index.ts";
 import { formatReference, parseReference, pushImage, registryHosts, type ImageReference, type RegistryOptions } from "../registry/index.ts";
 import type { LayerOptions, OutputSpec } from "./output-spec.ts";
@@ -48,7 +49,7 @@ export async function exportOutputs(request: ExportRequest): Promise<string[]> {
   const epoch = sourceDateEpoch();
   for (const output of imageOutputs) {
     const blobs = await layerBlobs(request.store, image.layers, output.layers, epoch);
-    summary.push(...(await writeImageOutput(request, output, blobs, config)));
+    summary.push(...(await writeImageOutput(request, output, blobs, config, epoch)));
   }
   return summary;
 }
@@ -71,19 +72,30 @@ async function layerBlobs(store: StateRoot, layers: readonly LayerInfo[], option
   );
 }
 
-async function writeImageOutput(request: ExportRequest, output: ImageOutput, blobs: LayerBlob[], config: ImageConfig): Promise<string[]> {
-  const annotations = Object.keys(output.annotations).length > 0 ? output.annotations : undefined;
+async function writeImageOutput(request: ExportRequest, output: ImageOutput, blobs: LayerBlob[], config: ImageConfig, epoch: number | undefined): Promise<string[]> {
+  const annotations = parseAnnotationFlags(output.annotations);
+  const options = { ...(output.annotations.length > 0 ? { annotations } : {}), ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}) };
   if (output.type === "oci" || output.type === "oci-layout") {
-    const input = { layers: blobs, config, tags: output.names, ...(annotations ? { annotations } : {}) };
-    const written = output.type === "oci" ? await writeOciTar(output.dest, input) : await writeOciLayout(output.dest, input);
-    return [`exported ${output.type === "oci" ? "an OCI archive" : "an OCI layout"} to ${output.dest}: manifest ${written.manifestDigest}`];
+    const input = { layers: blobs, config, tags: output.names };
+    const dest = output.dest === "-" ? process.stdout : output.dest;
+    const written = output.type === "oci" ? await writeOciTar(dest, input, options) : await writeOciLayout(output.dest, input, options);
+    return output.dest === "-" ? [] : [`exported ${output.type === "oci" ? "an OCI archive" : "an OCI layout"} to ${output.dest}: manifest ${written.manifestDigest}`];
   }
   if (output.type === "docker") {
-    await writeDockerArchive(output.dest, [{ config, layers: blobs, tags: output.names }]);
+    if (annotations.index || annotations.indexDescriptor || annotations.manifest || annotations.manifestDescriptor) {
+      throw new UserError("a docker archive has no place for annotations", "use type=oci or type=image for annotated images");
+    }
+    await writeDockerArchive(output.dest === "-" ? process.stdout : output.dest, [{ config, layers: blobs, tags: output.names }], epoch !== undefined ? { sourceDateEpoch: epoch } : {});
     return output.dest === "-" ? [] : [`exported a docker archive to ${output.dest} (load it with: docker load -i ${output.dest})`];
   }
   if (output.type !== "image") return [];
-  const documents = await commitImage(request.store, blobs, config, annotations);
+  if (annotations.index || annotations.indexDescriptor) {
+    throw new UserError("index annotations need a multi-platform image", "use manifest annotations (the default type) for a single-platform image");
+  }
+  const documents = await commitImage(request.store, blobs, config, {
+    ...(annotations.manifest ? { annotations: annotations.manifest } : {}),
+    ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+  });
   const target = { mediaType: documents.manifestDescriptor.mediaType, digest: documents.manifestDescriptor.digest, size: documents.manifestDescriptor.size };
   const lines: string[] = [];
   const createdAt = new Date().toISOString();

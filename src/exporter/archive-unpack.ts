@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { constants as fsConstants, createReadStream } from "node:fs";
 import { lstat, mkdir, open, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
@@ -13,6 +14,8 @@ export interface UnpackedArchive {
   dir: string;
   /** The file on disk an archive path names (following the archive's own symlinks and hard links), or undefined. */
   resolve(name: string): Promise<string | undefined>;
+  /** sha256 of a file as unpacked (by its path on disk), hashed while it was written. */
+  digestOf(path: string): string | undefined;
 }
 
 const MAX_LINK_HOPS = 16;
@@ -25,16 +28,22 @@ const MAX_LINK_HOPS = 16;
  */
 export async function unpackArchive(file: string, dir: string, shown: string, code: "ERR_IMAGE_ARCHIVE" | "ERR_OCI_LAYOUT"): Promise<UnpackedArchive> {
   const aliases = new Map<string, string>();
+  const digests = new Map<string, string>();
+  await mkdir(dir, { recursive: true });
   const extract = createExtract();
+  // Iterate from the start: an extractor that fails before anyone listens would never say so.
+  const iterator = extract[Symbol.asyncIterator]();
+  // The extractor's own error ("Unexpected end of data") says more than the entry stream's "destroyed".
+  let extractError: unknown;
+  extract.on("error", (error: unknown) => (extractError ??= error));
   const input = createReadStream(file, { highWaterMark: 64 * 1024 });
   const feeding = feedTar(extract, decompressed(input)).catch((error: unknown) => {
     extract.destroy(error as Error);
     throw error;
   });
-  await mkdir(dir, { recursive: true });
   let failure: unknown;
   try {
-    for await (const entry of extract) {
+    for await (const entry of { [Symbol.asyncIterator]: () => iterator }) {
       const { name, type, linkname } = entry.header;
       const body = entry as AsyncIterable<Buffer>;
       const path = archivePath(name);
@@ -44,7 +53,8 @@ export async function unpackArchive(file: string, dir: string, shown: string, co
       if (type === "file" || type === "contiguous-file") {
         if (path === "") throw new ExporterError(code, `${shown}: archive entry ${JSON.stringify(name)} is a file without a name`);
         aliases.delete(path);
-        await writeFile(join(dir, path), body);
+        const abs = join(dir, path);
+        digests.set(abs, await writeFile(abs, body));
         continue;
       }
       for await (const _chunk of body) {
@@ -63,7 +73,7 @@ export async function unpackArchive(file: string, dir: string, shown: string, co
     () => undefined,
     (error: unknown) => error,
   );
-  const error = failure ?? fed;
+  const error = failure instanceof ExporterError ? failure : (extractError ?? failure ?? fed);
   if (error instanceof ExporterError) throw error;
   if (error !== undefined) {
     throw new ExporterError(code, `${shown} is not a readable archive: ${(error as Error).message}`, {
@@ -86,7 +96,7 @@ export async function unpackArchive(file: string, dir: string, shown: string, co
     const info = await lstat(abs).catch(() => undefined);
     return info?.isFile() ? abs : undefined;
   };
-  return { dir, resolve };
+  return { dir, resolve, digestOf: (path) => digests.get(path) };
 }
 
 /** A relative archive name ("./a/b", "a//b/") as "a/b"; undefined when it is absolute or has '..'. */
@@ -104,19 +114,23 @@ function aliasOf(aliases: Map<string, string>, path: string): string | undefined
   return undefined;
 }
 
-async function writeFile(abs: string, body: AsyncIterable<Buffer>): Promise<void> {
+/** Writes an entry's content; returns its sha256 (so a plain layer need not be read again to be verified). */
+async function writeFile(abs: string, body: AsyncIterable<Buffer>): Promise<string> {
   await mkdir(parentOf(abs), { recursive: true });
   const existing = await lstat(abs).catch(() => undefined);
   if (existing?.isDirectory()) await rm(abs, { recursive: true });
   const handle = await open(abs, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW, 0o644);
+  const hash = createHash("sha256");
   try {
     for await (const chunk of body) {
+      hash.update(chunk);
       let offset = 0;
       while (offset < chunk.length) offset += (await handle.write(chunk, offset)).bytesWritten;
     }
   } finally {
     await handle.close();
   }
+  return `sha256:${hash.digest("hex")}`;
 }
 
 /** The stream, decompressed if its first bytes say gzip or zstd. */

@@ -6,7 +6,7 @@ import { createDecompressor, sniffCompression } from "./compression.ts";
 import { HashTap, digestHex, isDigest } from "./digest.ts";
 import { ExporterError } from "./errors.ts";
 import { buildImageManifest, canonicalJson, tagAnnotations, type Descriptor, type ImageConfigInput, type OciIndex } from "./image.ts";
-import { MEDIA_TYPES, type LayerCompression } from "./media-types.ts";
+import { layerMediaType, MEDIA_TYPES } from "./media-types.ts";
 import type { ImageLayer } from "./oci-layout.ts";
 import { familiarRepository, familiarTag, parseImageReference, qualifiedTag } from "./reference.ts";
 import { DIR_ENTRY, FILE_ENTRY, writeTarOutput, type TarDestination } from "./tar-output.ts";
@@ -40,12 +40,6 @@ interface StoredLayer {
   /** Decompressed while the archive is written (zstd, which docker load before 23.0 cannot read). */
   decompress?: "zstd";
 }
-
-const STORED_MEDIA_TYPES: Record<LayerCompression, string> = {
-  uncompressed: MEDIA_TYPES.ociLayer,
-  gzip: MEDIA_TYPES.ociLayerGzip,
-  zstd: MEDIA_TYPES.ociLayerZstd,
-};
 
 /**
  * Writes images as a `docker save` archive that `docker load` (dockerd 20.10 and later) reads:
@@ -113,7 +107,7 @@ export async function writeDockerArchive(
   const index: OciIndex = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: indexManifests };
   const files: [string, Buffer][] = [
     ["index.json", Buffer.from(canonicalJson(index, "index"))],
-    // Go's encoder: compact, map keys sorted, a newline at the end.
+    // As docker writes it: compact, fields in its order, a newline at the end.
     ["manifest.json", Buffer.from(JSON.stringify(manifestJson) + "\n")],
     ["oci-layout", Buffer.from(JSON.stringify({ imageLayoutVersion: "1.0.0" }))],
     ["repositories", Buffer.from(canonicalJson(repositories, "map") + "\n")],
@@ -149,7 +143,7 @@ async function storedLayer(layer: ImageLayer): Promise<StoredLayer> {
   }
   const compression = await sniffCompression(layer.path);
   if (compression !== "zstd") {
-    return { source: layer, digest: layer.digest, diffId: layer.diffId, size: layer.size, mediaType: STORED_MEDIA_TYPES[compression] };
+    return { source: layer, digest: layer.digest, diffId: layer.diffId, size: layer.size, mediaType: layerMediaType(compression) };
   }
   const tar = new HashTap();
   const decompressor = await createDecompressor("zstd");

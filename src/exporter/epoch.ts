@@ -1,5 +1,5 @@
 import { ExporterError } from "./errors.ts";
-import type { HistoryEntry } from "./image.ts";
+import type { ImageConfigInput } from "./image.ts";
 
 /** 9999-12-31T23:59:59Z: RFC 3339 has four-digit years. */
 const MAX_EPOCH = 253_402_300_799;
@@ -38,7 +38,7 @@ function parseTime(text: string): { seconds: number; fraction: boolean } | undef
  * same build at the same epoch so gets the same config, hence the same image digest.
  * Pure: returns a new config and leaves the argument as it was.
  */
-export function applySourceDateEpoch<Config extends { created?: string; history?: HistoryEntry[] }>(config: Config, epoch: number): Config {
+export function applySourceDateEpoch<Config extends ImageConfigInput>(config: Config, epoch: number): Config {
   const stamp = epochTimestamp(epoch);
   const clamp = (created: string | undefined, where: string): string => {
     if (created === undefined) return stamp;

@@ -52,6 +52,9 @@ export async function extractLayer(
   const stored = new HashTap();
   const tar = decompressor ? new HashTap() : stored;
   const extract = createExtract();
+  // The extractor's own error ("Unexpected end of data") says more than the entry stream's "destroyed".
+  let extractError: unknown;
+  extract.on("error", (error: unknown) => (extractError ??= error));
   const feed = (source: AsyncIterable<Buffer>) => feedTar(extract, source);
   const input = createReadStream(blobPath, { highWaterMark: CHUNK });
   const feeding = (decompressor ? pipeline(input, stored, decompressor, tar, feed) : pipeline(input, stored, feed)).catch((error: unknown) => {
@@ -72,7 +75,7 @@ export async function extractLayer(
     () => undefined,
     (error: unknown) => error ?? new Error("reading the layer failed"),
   );
-  if (failure !== undefined) throw wrapError(blobPath, intoDir, failure);
+  if (failure !== undefined) throw wrapError(blobPath, intoDir, failure instanceof ExporterError || typeof (failure as NodeJS.ErrnoException).syscall === "string" ? failure : (extractError ?? failure));
   if (fed !== undefined) throw wrapError(blobPath, intoDir, fed);
 
   const storedDigest = stored.digest();

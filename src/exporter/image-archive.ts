@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
-import { join, resolve as resolvePath, sep } from "node:path";
+import { dirname, join, resolve as resolvePath, sep } from "node:path";
 import type { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
@@ -9,7 +9,7 @@ import { createDecompressor, sniffCompression } from "./compression.ts";
 import { HashTap, isDigest, sha256Digest } from "./digest.ts";
 import { ExporterError } from "./errors.ts";
 import type { ImageConfig, Platform } from "./image.ts";
-import { MEDIA_TYPES, type LayerCompression } from "./media-types.ts";
+import { layerMediaType, type LayerCompression } from "./media-types.ts";
 import { readLayoutImages } from "./oci-read.ts";
 import { splitLayerPath } from "./paths.ts";
 import { discard } from "./tar-util.ts";
@@ -57,12 +57,6 @@ interface DockerManifestEntry {
   Layers: string[];
 }
 
-const LAYER_MEDIA_TYPES: Record<LayerCompression, string> = {
-  uncompressed: MEDIA_TYPES.ociLayer,
-  gzip: MEDIA_TYPES.ociLayerGzip,
-  zstd: MEDIA_TYPES.ociLayerZstd,
-};
-
 /** Layers verified at once (gunzip runs in the thread pool, hashing on the main thread). */
 const verifyLimit = pLimit(2);
 
@@ -82,16 +76,19 @@ export async function readImageArchive(file: string, options: ReadImageArchiveOp
     });
   });
   if (info.isDirectory()) {
-    const archive: UnpackedArchive = { dir: file, resolve: (name) => resolveInDir(file, name) };
+    const archive: UnpackedArchive = { dir: file, resolve: (name) => resolveInDir(file, name), digestOf: () => undefined };
     const images = await readUnpacked(archive, file, options.platform);
     return { ...images, dispose: async () => {} };
   }
   const tmpDir = resolvePath(options.tmpDir);
-  const madeTmpDir = (await mkdir(tmpDir, { recursive: true })) !== undefined;
+  // The outermost directory mkdir made (undefined if tmpDir existed): removed again, if empty, by dispose.
+  const made = await mkdir(tmpDir, { recursive: true });
   const work = await mkdtemp(join(tmpDir, "archive-"));
   const dispose = async () => {
     await rm(work, { recursive: true, force: true });
-    if (madeTmpDir) await rmdir(tmpDir).catch(() => undefined);
+    for (let dir = tmpDir; made !== undefined; dir = dirname(dir)) {
+      if (!(await rmdir(dir).then(() => true, () => false)) || dir === made) break;
+    }
   };
   try {
     const archive = await unpackArchive(file, work, file, "ERR_IMAGE_ARCHIVE");
@@ -110,7 +107,7 @@ async function readUnpacked(archive: UnpackedArchive, shown: string, platform: P
     const images = await readLayoutImages(archive.dir, shown, platform);
     const result: ArchiveImage[] = [];
     for (const image of images) {
-      const layers = await verifyLayers(image.layers, image.config, shown);
+      const layers = await verifyLayers(image.layers, image.config, archive, shown);
       result.push({ tags: image.tags, config: image.config, configBytes: image.configBytes, configDigest: image.configDigest, layers });
     }
     return { format: "oci", images: result };
@@ -154,7 +151,7 @@ async function readDockerImages(archive: UnpackedArchive, manifestPath: string, 
       }
       blobs.push({ path, name });
     }
-    const layers = await verifyLayers(blobs, config, shown);
+    const layers = await verifyLayers(blobs, config, archive, shown);
     images.push({ tags: [...(entry.RepoTags ?? [])], config, configBytes, configDigest, layers });
   }
   return images;
@@ -209,13 +206,14 @@ function checkNamedDigest(name: string, digest: string, what: string): void {
 async function verifyLayers(
   blobs: readonly { path: string; name?: string; digest?: string; mediaType?: string }[],
   config: ImageConfig,
+  archive: UnpackedArchive,
   shown: string,
 ): Promise<ArchiveLayer[]> {
   const done = new Map<string, Promise<{ digest: string; diffId: string; size: number; compression: LayerCompression }>>();
   const read = (path: string) => {
     let result = done.get(path);
     if (!result) {
-      result = verifyLimit(() => hashLayer(path, shown));
+      result = verifyLimit(() => hashLayer(path, archive.digestOf(path), shown));
       done.set(path, result);
     }
     return result;
@@ -236,13 +234,15 @@ async function verifyLayers(
           { hint: "save the image again" },
         );
       }
-      return { path: blob.path, mediaType: blob.mediaType ?? LAYER_MEDIA_TYPES[hashed.compression], digest: hashed.digest, diffId: hashed.diffId, size: hashed.size };
+      return { path: blob.path, mediaType: blob.mediaType ?? layerMediaType(hashed.compression), digest: hashed.digest, diffId: hashed.diffId, size: hashed.size };
     }),
   );
 }
 
-async function hashLayer(path: string, shown: string): Promise<{ digest: string; diffId: string; size: number; compression: LayerCompression }> {
+async function hashLayer(path: string, known: string | undefined, shown: string): Promise<{ digest: string; diffId: string; size: number; compression: LayerCompression }> {
   const compression = await sniffCompression(path);
+  // A plain tar hashed while unpacked (docker save's layers): its digest is its diffId.
+  if (compression === "uncompressed" && known !== undefined) return { digest: known, diffId: known, size: (await stat(path)).size, compression };
   const decompressor = await createDecompressor(compression);
   const stored = new HashTap();
   const tar = decompressor ? new HashTap() : stored;

@@ -9,7 +9,7 @@ import { compressionLevel, createCompressor } from "./compression.ts";
 import { HashTap } from "./digest.ts";
 import { checkEpoch } from "./epoch.ts";
 import { ExporterError } from "./errors.ts";
-import { MEDIA_TYPES, type LayerCompression } from "./media-types.ts";
+import { layerMediaType, type LayerCompression } from "./media-types.ts";
 import { baseName, joinLayerPath, normalizeOpaqueDir, parentOf } from "./paths.ts";
 import { FsEntryWriter, isSmallFile } from "./tar-entries.ts";
 import { addTarEntry, allOrFirstError, setOwnerAndTime } from "./tar-util.ts";
@@ -43,11 +43,7 @@ export interface WriteLayerOptions {
   sourceDateEpoch?: number;
 }
 
-const LAYER_MEDIA_TYPES: Record<LayerCompression, string> = {
-  uncompressed: MEDIA_TYPES.ociLayer,
-  gzip: MEDIA_TYPES.ociLayerGzip,
-  zstd: MEDIA_TYPES.ociLayerZstd,
-};
+const COMPRESSIONS: readonly LayerCompression[] = ["gzip", "zstd", "uncompressed"];
 
 const S_IFREG = 0o100000;
 
@@ -60,7 +56,7 @@ const S_IFREG = 0o100000;
  */
 export async function writeLayerBlob(layer: LayerSource, outDir: string, options: WriteLayerOptions): Promise<LayerBlob> {
   const opaque = new Set(layer.opaqueDirs.map(normalizeOpaqueDir));
-  if (!(options.compression in LAYER_MEDIA_TYPES)) {
+  if (!COMPRESSIONS.includes(options.compression)) {
     throw new ExporterError("ERR_BAD_OPTION", `unknown layer compression ${JSON.stringify(options.compression)}`, { hint: "use gzip, zstd or uncompressed" });
   }
   const level = compressionLevel(options.compression, options.level);
@@ -95,7 +91,7 @@ export async function writeLayerBlob(layer: LayerSource, outDir: string, options
       diffId,
       digest,
       size: stored.bytes,
-      mediaType: LAYER_MEDIA_TYPES[options.compression],
+      mediaType: layerMediaType(options.compression),
       path,
     };
   } catch (error) {

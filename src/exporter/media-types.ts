@@ -18,6 +18,11 @@ export const MEDIA_TYPES = {
 
 export type LayerCompression = "gzip" | "zstd" | "uncompressed";
 
+/** The OCI layer media type of a compression. */
+export function layerMediaType(compression: LayerCompression): string {
+  return compression === "gzip" ? MEDIA_TYPES.ociLayerGzip : compression === "zstd" ? MEDIA_TYPES.ociLayerZstd : MEDIA_TYPES.ociLayer;
+}
+
 /** The compression a layer media type declares, or undefined if it is not a layer media type. */
 export function layerCompression(mediaType: string): LayerCompression | undefined {
   switch (mediaType) {

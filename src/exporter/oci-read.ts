@@ -1,3 +1,4 @@
+/** Reading OCI image layouts (directories or tars): index.json → (image index →) manifest → config and layer blobs. */
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,8 +7,6 @@ import { digestHex, isDigest, sha256Digest } from "./digest.ts";
 import { ExporterError } from "./errors.ts";
 import { CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION, tagAnnotations, type Descriptor, type ImageConfig, type OciIndex, type OciManifest, type Platform } from "./image.ts";
 import { isIndexMediaType, isManifestMediaType, MEDIA_TYPES } from "./media-types.ts";
-
-/** Reading OCI image layouts (directories or tars): index.json → (image index →) manifest → config and layer blobs. */
 
 export async function readIndexIfAny(path: string): Promise<OciIndex | undefined> {
   let text: string;
@@ -27,8 +26,8 @@ export function parseIndex(text: string, where: string): OciIndex {
   } catch (error) {
     throw new ExporterError("ERR_OCI_LAYOUT", `${where} is not valid JSON: ${(error as Error).message}`, { cause: error });
   }
-  const manifests = (index as { manifests?: unknown }).manifests;
-  if (typeof index !== "object" || index === null || !Array.isArray(manifests) || !manifests.every(isDescriptor)) {
+  const manifests = typeof index === "object" && index !== null ? (index as { manifests?: unknown }).manifests : undefined;
+  if (!Array.isArray(manifests) || !manifests.every(isDescriptor)) {
     throw new ExporterError("ERR_OCI_LAYOUT", `${where} is not an OCI image index (it needs a manifests list of descriptors)`);
   }
   return index as OciIndex;
@@ -38,7 +37,6 @@ export function isDescriptor(value: unknown): value is Descriptor {
   const d = value as Descriptor;
   return typeof value === "object" && value !== null && typeof d.mediaType === "string" && isDigest(d.digest) && Number.isSafeInteger(d.size);
 }
-
 
 export interface ReadOciLayoutOptions {
   /** Which image of a multi-platform index (default: the only one, else the host's linux platform). */

@@ -5,7 +5,8 @@ import type { Platform } from "./image.ts";
  * the same image: x86_64 → amd64, aarch64 → arm64 (variant v8 dropped), armhf → arm/v7.
  */
 export function normalizePlatform(platform: Platform): Platform {
-  let architecture = platform.architecture.toLowerCase();
+  // Tolerates a config without os or architecture: the caller reports that, not a TypeError here.
+  let architecture = String(platform.architecture ?? "").toLowerCase();
   let variant = platform.variant?.toLowerCase();
   if (architecture === "x86_64" || architecture === "x86-64") architecture = "amd64";
   if (architecture === "aarch64") architecture = "arm64";
@@ -15,7 +16,7 @@ export function normalizePlatform(platform: Platform): Platform {
   if (architecture === "arm64" && variant === "v8") variant = undefined;
   if (architecture === "amd64" && variant === "v1") variant = undefined;
   if (architecture === "arm" && !variant) variant = "v7";
-  const normal: Platform = { architecture, os: platform.os.toLowerCase() };
+  const normal: Platform = { architecture, os: String(platform.os ?? "").toLowerCase() };
   if (variant) normal.variant = variant;
   if (platform["os.version"]) normal["os.version"] = platform["os.version"];
   if (platform["os.features"]) normal["os.features"] = [...platform["os.features"]];

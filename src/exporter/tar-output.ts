@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -18,15 +18,16 @@ export const DIR_ENTRY = { type: "directory", mode: 0o755, uid: 0, gid: 0, mtime
 /**
  * Streams the tar that `produce` packs into `dest`. A file path is written to a temporary
  * file beside it, then renamed, so a failed export leaves no half archive (or the previous
- * one); a path that is not a regular file (/dev/stdout, a fifo) is written into directly.
+ * one); a path that is not a regular file (/dev/stdout, a symlink, a fifo) is written through.
  */
 export async function writeTarOutput(dest: TarDestination, produce: (pack: Pack) => Promise<void>): Promise<void> {
   if (typeof dest !== "string") return packInto(dest, produce);
-  const existing = await stat(dest).catch(() => undefined);
-  if (existing?.isDirectory()) {
+  const [link, target] = await Promise.all([lstat(dest).catch(() => undefined), stat(dest).catch(() => undefined)]);
+  if (target?.isDirectory()) {
     throw new ExporterError("ERR_BAD_OPTION", `cannot write an archive to ${dest}: it is a directory`, { hint: "give a file name, e.g. dest=image.tar" });
   }
-  if (existing && !existing.isFile()) return packInto(createWriteStream(dest), produce);
+  // A symlink (/dev/stdout) or a device or fifo is written through, as a shell redirection would; never replaced.
+  if (link && !link.isFile()) return packInto(createWriteStream(dest), produce);
   await mkdir(dirname(dest), { recursive: true });
   const tmp = join(dirname(dest), `.${basename(dest)}.${randomUUID()}.tmp`);
   try {

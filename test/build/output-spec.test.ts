@@ -11,19 +11,19 @@ describe("parseOutputs", () => {
     expect(parseOutputs(["out"], noDefaults)).toEqual([{ type: "local", dest: resolve("out") }]);
     expect(parseOutputs(["-"], noDefaults)).toEqual([{ type: "tar", dest: "-" }]);
     expect(parseOutputs(["type=tar,dest=fs.tar"], noDefaults)).toEqual([{ type: "tar", dest: resolve("fs.tar") }]);
-    expect(parseOutputs(["type=oci,dest=-"], { ...noDefaults, tags: ["app:1"] })).toEqual([{ type: "oci", dest: "-", names: ["app:1"], layers: gzip, annotations: {} }]);
-    expect(parseOutputs(["type=oci,dest=dir,tar=false"], noDefaults)).toEqual([{ type: "oci-layout", dest: resolve("dir"), names: [], layers: gzip, annotations: {} }]);
+    expect(parseOutputs(["type=oci,dest=-"], { ...noDefaults, tags: ["app:1"] })).toEqual([{ type: "oci", dest: "-", names: ["app:1"], layers: gzip, annotations: [] }]);
+    expect(parseOutputs(["type=oci,dest=dir,tar=false"], noDefaults)).toEqual([{ type: "oci-layout", dest: resolve("dir"), names: [], layers: gzip, annotations: [] }]);
     expect(parseOutputs(["type=docker,dest=a.tar,name=x:1,compression=zstd,compression-level=19,force-compression=true"], noDefaults)).toEqual([
-      { type: "docker", dest: resolve("a.tar"), names: ["x:1"], layers: { compression: "zstd", level: 19, force: true }, annotations: {} },
+      { type: "docker", dest: resolve("a.tar"), names: ["x:1"], layers: { compression: "zstd", level: 19, force: true }, annotations: [] },
     ]);
   });
 
   it("reads image and registry outputs, with quoted name lists and annotations", () => {
     expect(parseOutputs(['type=image,"name=a:1,b:2",push=true,annotation.org.example=yes'], noDefaults)).toEqual([
-      { type: "image", names: ["a:1", "b:2"], push: true, store: true, insecure: false, layers: gzip, annotations: { "org.example": "yes" } },
+      { type: "image", names: ["a:1", "b:2"], push: true, store: true, insecure: false, layers: gzip, annotations: ["manifest:org.example=yes"] },
     ]);
     expect(parseOutputs(["type=registry,registry.insecure=true"], { ...noDefaults, tags: ["r:5000/a"] })).toEqual([
-      { type: "image", names: ["r:5000/a"], push: true, store: true, insecure: true, layers: gzip, annotations: {} },
+      { type: "image", names: ["r:5000/a"], push: true, store: true, insecure: true, layers: gzip, annotations: [] },
     ]);
   });
 
@@ -46,6 +46,7 @@ describe("parseOutputs", () => {
     ["type=image", /the image needs a name/],
     ["type=oci,dest=x,oci-mediatypes=false", /oci-mediatypes=false is not supported/],
     ['type=image,name="a', /double quote is not closed/],
+    ["type=image,name=a,annotation-nope.k=v", /has no option "annotation-nope.k"/],
   ])("refuses %s", (value, message) => {
     expect(() => parseOutputs([value], noDefaults)).toThrow(UserError);
     expect(() => parseOutputs([value], noDefaults)).toThrow(message);

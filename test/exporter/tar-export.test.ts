@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { extract as createExtract } from "tar-stream";
@@ -113,5 +113,16 @@ describe("exportTar", () => {
     expect(run("ls", ["-A", work]).trim()).toBe("");
     await exportTar([], join(work, "empty.tar"));
     expect(readFileSync(join(work, "empty.tar")).length).toBe(1024);
+  });
+
+  it("writes through a symlink (as to /dev/stdout) instead of replacing it", async () => {
+    const work = tempDir();
+    const { layers, expected } = makeStack(work);
+    const real = join(work, "real.tar");
+    writeFileSync(real, "old content, longer than nothing");
+    symlinkSync(real, join(work, "link.tar"));
+    await exportTar(layers, join(work, "link.tar"));
+    expect(lstatSync(join(work, "link.tar")).isSymbolicLink()).toBe(true);
+    expect(treeContents(untar(real))).toEqual(expected);
   });
 });

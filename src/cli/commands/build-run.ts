@@ -18,6 +18,7 @@ import { SshAgents } from "../build-ssh.ts";
 import type { BuildArgs } from "./build.ts";
 import { exportOutputs, parseOutputs, type OutputSpec } from "../../build/outputs.ts";
 import { registryOptions } from "../registry-options.ts";
+import { parseAnnotationFlags } from "../../exporter/index.ts";
 import { loadSource, parseNamedContexts, resolveBaseImage } from "../../build/named-contexts.ts";
 import { isRemoteContext, materializeContext } from "../../context/remote.ts";
 
@@ -276,18 +277,11 @@ function keyValues(values: readonly string[], flag: string): Map<string, string>
   return map;
 }
 
-/** --annotation [manifest:]KEY=VALUE: added to the manifest of every image output. */
+/** --annotation [TYPE[,TYPE][[os/arch]]:]KEY=VALUE: for every image output (checked before the build starts). */
 function addAnnotations(outputs: OutputSpec[], values: readonly string[]): void {
-  const annotations = new Map<string, string>();
-  for (const value of values) {
-    const match = /^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[[^\]]*\])?:)?([^=:]+)=(.*)$/s.exec(value);
-    if (!match) throw new UserError(`--annotation "${value}": expected [TYPE:]KEY=VALUE`, "e.g. --annotation org.opencontainers.image.source=https://example.com/repo");
-    const [, types = "manifest", key = "", text = ""] = match;
-    if (types !== "manifest") throw new UserError(`--annotation "${value}": only manifest annotations are supported`, "drop the type prefix, or write manifest:KEY=VALUE");
-    annotations.set(key, text);
-  }
+  parseAnnotationFlags(values);
   for (const output of outputs) {
     if (output.type === "local" || output.type === "tar") continue;
-    for (const [key, text] of annotations) output.annotations[key] = text;
+    output.annotations.push(...values);
   }
 }

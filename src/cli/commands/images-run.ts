@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { isatty } from "node:tty";
 import { parsePlatform } from "../../frontend/index.ts";
-import { readImageArchive, writeDockerArchive, writeOciTar, type ImageConfig, type OciManifest, type Platform } from "../../exporter/index.ts";
+import { readImageArchive, writeDockerArchive, writeOciTar, type OciManifest, type Platform } from "../../exporter/index.ts";
 import { isIndexMediaType } from "../../exporter/media-types.ts";
 import { familiarName, findImage, imageId, readJsonBlob, readStoredImage, requireImage, storedName, loadArchiveImage } from "../../images/index.ts";
 import { formatReference, login, logout, parseReference, pullImage, pushImage, type PushIndex, type PushManifest } from "../../registry/index.ts";
@@ -257,18 +257,19 @@ export async function runSave(args: Common & { names: string[]; output?: string;
   for (const text of args.names) {
     const found = await requireImage(store, text);
     const image = await readStoredImage(store, found.ref.target);
-    const config = image.config;
-    const diffIds = config.rootfs?.diff_ids ?? [];
+    // The config's own bytes, so the archive keeps the image id (a re-serialized config could differ).
+    const configBytes = await readFile(store.blobPath(image.configDigest));
+    const diffIds = image.config.rootfs?.diff_ids ?? [];
     const layers = image.manifest.layers.map((layer, index) => ({ ...layer, diffId: diffIds[index] as string, path: store.blobPath(layer.digest) }));
     const tags = /^(sha256:)?[0-9a-f]{4,64}$/.test(text) && found.ref.name !== safeStoredName(text) ? [] : [found.ref.name];
-    images.push({ config, layers, tags });
+    images.push({ config: image.config, configBytes, layers, tags });
   }
   if (args.format === "oci") {
     if (images.length !== 1) throw new UserError("--format oci saves one image per archive", "save the images one by one");
     const [image] = images as [(typeof images)[number]];
-    await writeOciTar(args.output ?? "/dev/stdout", { layers: image.layers, config: image.config, tags: image.tags });
+    await writeOciTar(args.output ?? process.stdout, { layers: image.layers, config: image.config, tags: image.tags });
   } else {
-    await writeDockerArchive(args.output ?? process.stdout, images.map((image) => ({ config: image.config as ImageConfig, layers: image.layers, tags: image.tags.map(familiarName) })));
+    await writeDockerArchive(args.output ?? process.stdout, images.map((image) => ({ config: image.configBytes, layers: image.layers, tags: image.tags.map(familiarName) })));
   }
   return EXIT.ok;
 }

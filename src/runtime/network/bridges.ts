@@ -199,7 +199,10 @@ export async function chooseBridge(options: ChooseOptions): Promise<BridgeChoice
         }
       }
     }
-    await writeEntry(runDir, bridge, { stateDir, subnet: formatNetwork(subnet), ...(entry?.rules ? { rules: entry.rules } : {}) });
+    // an entry that says so already is left as it is (every RUN step attaches: no write per step)
+    if (entry?.stateDir !== stateDir || entry.subnet !== formatNetwork(subnet)) {
+      await writeEntry(runDir, bridge, { stateDir, subnet: formatNetwork(subnet), ...(entry?.rules ? { rules: entry.rules } : {}) });
+    }
     return { bridge, subnet };
   }
   throw new NetworkError("BRIDGE_IN_USE", `the bridges tsbuild0 ... tsbuild${AUTO_BRIDGES - 1} are all used by running builds of other state roots`, {

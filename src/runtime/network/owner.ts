@@ -5,7 +5,7 @@
  * a reboot nothing of before runs).
  */
 import { readFileSync, readlinkSync } from "node:fs";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { open, readFile, rename, rm, unlink } from "node:fs/promises";
 import { NetworkError, errnoCode } from "./errors.ts";
 
 export interface Owner {
@@ -142,6 +142,8 @@ async function lockAndRun<T>(path: string, fn: () => Promise<T>, timeoutMs: numb
   try {
     return await fn();
   } finally {
-    await rm(path, { force: true });
+    await unlink(path).catch((error: unknown) => {
+      if (errnoCode(error) !== "ENOENT") throw error;
+    });
   }
 }

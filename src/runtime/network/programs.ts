@@ -1,157 +1,298 @@
 /**
- * Runs the network's programs (unshare, umount, the CNI plugins, iptables)
- * from a worker thread. Spawning a program forks the whole Node process: its
- * page tables are copied while the spawning thread waits, 1-2 ms each time,
- * and a RUN step on the default network runs four programs. From a worker,
- * those forks no longer stop the event loop that drives the build (the
- * step's own mounts and sandbox). Without worker threads, programs are
- * spawned from the calling thread.
+ * Runs the network's programs (unshare, umount, the CNI plugins, iptables).
+ *
+ * Spawning a program from Node forks the whole Node process: copying (then
+ * dropping) the page tables of a build's heap costs 1-3 ms of CPU in the
+ * event loop's thread each time, and a RUN step on the default network runs
+ * four programs. So they are started by a small shell (a "launcher", one per
+ * process, started on first use): Node writes each job as a script file and
+ * its id on the launcher's stdin; the launcher forks (cheaply: it is small),
+ * reports the job's pid and later its exit status on stdout. Output goes
+ * through files in a private directory on tmpfs.
+ *
+ * The launcher has a session of its own: a Ctrl-C meant for the build does
+ * not kill the programs that undo its network. It exits when Node does (its
+ * stdin closes). Without it (it cannot start, or died), programs are
+ * spawned directly.
  */
-import { spawn } from "node:child_process";
-import { Worker } from "node:worker_threads";
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { createInterface } from "node:readline";
 
 export interface ProgramOptions {
+  /** The program's whole environment; default this process's. */
   env?: NodeJS.ProcessEnv;
-  /** Written to the program's stdin (then closed). */
+  /** Written to the program's stdin. */
   input?: string;
   /** SIGKILL after this long; default none. */
   timeoutMs?: number;
 }
 
 export interface ProgramOutput {
-  /** Exit status; null when killed by a signal or never started. */
+  /** Exit status; null when it never ran or was killed. */
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
-  /** Could not start (`code` "ENOENT" when not installed), or killed for taking too long. */
+  /** It could not start (`code` "ENOENT": not installed) or was killed for taking too long. */
   error?: Error & { code?: string };
 }
 
-interface Job {
-  id: number;
-  command: string;
-  args: string[];
-  options: ProgramOptions & { timeoutMessage?: string };
+// The launcher: one background subshell per job, which runs the job (the
+// script ends with exec) and reports "p ID PID", then "x ID STATUS".
+const LAUNCHER = `d=$1
+while IFS= read -r id; do
+  {
+    (. "$d/$id.sh") &
+    echo "p $id $!"
+    wait $!
+    echo "x $id $?"
+  } &
+done`;
+
+function quote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-interface Reply {
-  id: number;
-  output: Omit<ProgramOutput, "error"> & { error?: { message: string; code?: string } };
+function timeoutError(ms: number): Error {
+  return new Error(`no answer after ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`);
 }
 
-/** Runs one program here (the fallback without a worker). The worker's copy below does the same. */
-function runHere(command: string, args: string[], options: ProgramOptions, done: (output: Reply["output"]) => void): void {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  let failure: { message: string; code?: string } | undefined;
-  const child = spawn(command, args, { env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
-  const timeoutMs = options.timeoutMs;
-  const timer =
-    timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          failure = { message: timeoutMessage(timeoutMs) };
-          child.kill("SIGKILL");
-        }, timeoutMs);
-  child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-  child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-  child.stdin.on("error", () => undefined); // a program that exits without reading its input
-  child.on("error", (error: Error & { code?: string }) => {
-    failure ??= { message: error.message, ...(error.code ? { code: error.code } : {}) };
-  });
-  child.on("close", (code, signal) => {
-    if (timer) clearTimeout(timer);
-    done({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), ...(failure ? { error: failure } : {}) });
-  });
-  child.stdin.end(options.input ?? "");
+function notFound(command: string): Error & { code: string } {
+  return Object.assign(new Error(`spawn ${command} ENOENT`), { code: "ENOENT" });
 }
 
-function timeoutMessage(ms: number): string {
-  return `no answer after ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`;
-}
-
-// Plain JavaScript: the worker evaluates it as it is (no bundler, no TypeScript).
-const WORKER_SOURCE = `
-const { parentPort } = require("node:worker_threads");
-const { spawn } = require("node:child_process");
-parentPort.on("message", ({ id, command, args, options }) => {
-  const out = [];
-  const err = [];
-  let failure;
-  const done = (output) => parentPort.postMessage({ id, output });
-  const child = spawn(command, args, { env: options.env, stdio: ["pipe", "pipe", "pipe"] });
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    failure = { message: options.timeoutMessage };
-    child.kill("SIGKILL");
-  }, options.timeoutMs);
-  child.stdout.on("data", (chunk) => out.push(chunk));
-  child.stderr.on("data", (chunk) => err.push(chunk));
-  child.stdin.on("error", () => undefined);
-  child.on("error", (error) => {
-    failure ??= error.code ? { message: error.message, code: error.code } : { message: error.message };
-  });
-  child.on("close", (code, signal) => {
-    if (timer) clearTimeout(timer);
-    done({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), ...(failure ? { error: failure } : {}) });
-  });
-  child.stdin.end(options.input ?? "");
-});
-`;
-
-let worker: Worker | undefined;
-let workerFailed = false;
-const waiting = new Map<number, (output: Reply["output"]) => void>();
-let nextId = 0;
-
-function startWorker(): Worker | undefined {
-  if (worker || workerFailed || process.env.XNOWORKER) return worker;
-  try {
-    worker = new Worker(WORKER_SOURCE, { eval: true, env: process.env, stdout: false, stderr: false });
-  } catch {
-    workerFailed = true;
-    return undefined;
+/** `command` as the kernel will run it: itself when it has a slash, else the first executable of that name in PATH. */
+function resolveCommand(command: string, path: string | undefined): string | undefined {
+  const executable = (file: string) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (command.includes("/")) return executable(command) ? command : undefined;
+  for (const dir of (path ?? "").split(delimiter)) {
+    if (dir && executable(join(dir, command))) return join(dir, command);
   }
-  worker.on("message", (reply: Reply) => {
-    const resolve = waiting.get(reply.id);
-    waiting.delete(reply.id);
-    // an idle worker must not keep the process alive
-    if (waiting.size === 0) worker?.unref();
-    resolve?.(reply.output);
-  });
-  worker.on("error", () => undefined);
-  worker.on("exit", () => {
-    // the worker died: what it was running is lost; run those jobs (and later ones) from this thread
-    worker = undefined;
-    workerFailed = true;
-    const pending = [...waiting.values()];
-    waiting.clear();
-    for (const resolve of pending) resolve({ code: null, signal: null, stdout: "", stderr: "", error: { message: "the program runner stopped" } });
-  });
-  worker.unref();
-  return worker;
+  return undefined;
 }
 
-function toOutput(raw: Reply["output"]): ProgramOutput {
-  const { error, ...rest } = raw;
-  if (!error) return rest;
-  const made = new Error(error.message) as Error & { code?: string };
-  if (error.code !== undefined) made.code = error.code;
-  return { ...rest, error: made };
+function readIfThere(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function removeIfThere(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // never written (the job did not start)
+  }
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // it has just ended
+  }
+}
+
+const JOB_DIR_PREFIX = "tsbuild-programs-";
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+/** A private directory for the job files, on tmpfs when there is one (they are written and read once). */
+function jobDir(): string {
+  for (const parent of ["/dev/shm", tmpdir()]) {
+    try {
+      // what processes killed before their exit handler ran left behind
+      for (const name of readdirSync(parent)) {
+        const pid = Number(name.slice(JOB_DIR_PREFIX.length).split("-")[0]);
+        if (name.startsWith(JOB_DIR_PREFIX) && pid > 0 && !isAlive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
+      }
+      return mkdtempSync(join(parent, `${JOB_DIR_PREFIX}${process.pid}-`));
+    } catch {
+      // not there or not writable: the next one
+    }
+  }
+  throw new Error("no directory for the program launcher");
+}
+
+interface Job {
+  resolve: (output: ProgramOutput) => void;
+  files: string[];
+  pid?: number;
+  timer?: NodeJS.Timeout;
+  timedOut?: Error;
+}
+
+class Launcher {
+  readonly #child: ChildProcess;
+  readonly #dir: string;
+  readonly #jobs = new Map<number, Job>();
+  #next = 0;
+  #alive = true;
+
+  constructor() {
+    this.#dir = jobDir();
+    const dir = this.#dir;
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    this.#child = spawn("/bin/sh", ["-c", LAUNCHER, "sh", this.#dir], { stdio: ["pipe", "pipe", "ignore"], detached: true, env: {} });
+    this.#child.on("error", () => this.#stop());
+    this.#child.on("exit", () => this.#stop());
+    this.#child.stdin?.on("error", () => this.#stop());
+    createInterface({ input: this.#child.stdout as NodeJS.ReadableStream }).on("line", (line) => this.#onLine(line));
+    this.#idle();
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  run(command: string, args: string[], options: ProgramOptions): Promise<ProgramOutput> {
+    const id = this.#next++;
+    const base = join(this.#dir, String(id));
+    const env = options.env ?? process.env;
+    const exports = Object.entries(env)
+      .filter((entry): entry is [string, string] => entry[1] !== undefined && /^[A-Za-z_][A-Za-z0-9_]*$/.test(entry[0]))
+      .map(([name, value]) => `export ${name}=${quote(value)}\n`)
+      .join("");
+    const input = options.input === undefined ? "/dev/null" : `${base}.in`;
+    const script = `${exports}exec ${[command, ...args].map(quote).join(" ")} <${quote(input)} >${quote(`${base}.out`)} 2>${quote(`${base}.err`)}\n`;
+    const files = [`${base}.sh`, `${base}.out`, `${base}.err`, ...(options.input === undefined ? [] : [input])];
+    // small files on tmpfs: a synchronous write costs less than a round trip through libuv's thread pool
+    writeFileSync(`${base}.sh`, script);
+    if (options.input !== undefined) writeFileSync(input, options.input);
+    return new Promise((resolve) => {
+      const job: Job = { resolve, files };
+      if (options.timeoutMs !== undefined) {
+        const ms = options.timeoutMs;
+        job.timer = setTimeout(() => {
+          job.timedOut = timeoutError(ms);
+          if (job.pid) kill(job.pid);
+        }, ms);
+      }
+      this.#jobs.set(id, job);
+      this.#busy();
+      if (this.#alive) this.#child.stdin?.write(`${id}\n`);
+      else this.#fail(id, job);
+    });
+  }
+
+  #onLine(line: string): void {
+    const [kind, idText, value] = line.split(" ");
+    const id = Number(idText);
+    const job = this.#jobs.get(id);
+    if (!job) return;
+    if (kind === "p") {
+      job.pid = Number(value);
+      if (job.timedOut) kill(job.pid);
+      return;
+    }
+    if (kind !== "x") return;
+    this.#jobs.delete(id);
+    if (this.#jobs.size === 0) this.#idle();
+    if (job.timer) clearTimeout(job.timer);
+    const [stdout, stderr] = job.files.slice(1, 3).map(readIfThere);
+    for (const file of job.files) removeIfThere(file);
+    const killed = job.timedOut !== undefined;
+    job.resolve({
+      code: killed ? null : Number(value),
+      signal: killed ? "SIGKILL" : null,
+      stdout: stdout ?? "",
+      stderr: stderr ?? "",
+      ...(job.timedOut ? { error: job.timedOut } : {}),
+    });
+  }
+
+  #fail(id: number, job: Job): void {
+    this.#jobs.delete(id);
+    if (job.timer) clearTimeout(job.timer);
+    job.resolve({ code: null, signal: null, stdout: "", stderr: "", error: new Error("the program launcher stopped") });
+  }
+
+  #stop(): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    for (const [id, job] of [...this.#jobs]) this.#fail(id, job);
+  }
+
+  // An idle launcher must not keep this process alive; one with jobs must.
+  #idle(): void {
+    this.#child.unref();
+    (this.#child.stdout as unknown as { unref?: () => void }).unref?.();
+    (this.#child.stdin as unknown as { unref?: () => void }).unref?.();
+  }
+
+  #busy(): void {
+    this.#child.ref();
+    (this.#child.stdout as unknown as { ref?: () => void }).ref?.();
+  }
+}
+
+let launcher: Launcher | undefined;
+let launcherFailed = false;
+
+function currentLauncher(): Launcher | undefined {
+  if (launcher?.alive) return launcher;
+  if (launcher || launcherFailed) return undefined;
+  try {
+    launcher = new Launcher();
+  } catch {
+    launcherFailed = true;
+  }
+  return launcher;
+}
+
+/** Spawns the program from this process: the fallback without a launcher. */
+function spawnHere(command: string, args: string[], options: ProgramOptions): Promise<ProgramOutput> {
+  return new Promise((resolve) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let failure: (Error & { code?: string }) | undefined;
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    const ms = options.timeoutMs;
+    const timer =
+      ms === undefined
+        ? undefined
+        : setTimeout(() => {
+            failure = timeoutError(ms);
+            child.kill("SIGKILL");
+          }, ms);
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    child.stdin.on("error", () => undefined); // a program that exits without reading its input
+    child.on("error", (error) => {
+      failure ??= error;
+    });
+    child.on("close", (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), ...(failure ? { error: failure } : {}) });
+    });
+    child.stdin.end(options.input ?? "");
+  });
 }
 
 /** Runs a program to its end and collects its output; never rejects (see `error`). */
-export function runProgram(command: string, args: string[], options: ProgramOptions = {}): Promise<ProgramOutput> {
-  return new Promise((resolve) => {
-    const runner = startWorker();
-    if (!runner) {
-      runHere(command, args, options, (output) => resolve(toOutput(output)));
-      return;
-    }
-    const id = nextId++;
-    waiting.set(id, (output) => resolve(toOutput(output)));
-    runner.ref();
-    const timeout = options.timeoutMs === undefined ? {} : { timeoutMessage: timeoutMessage(options.timeoutMs) };
-    runner.postMessage({ id, command, args, options: { ...options, ...timeout, env: { ...(options.env ?? process.env) } } } satisfies Job);
-  });
+export async function runProgram(command: string, args: string[], options: ProgramOptions = {}): Promise<ProgramOutput> {
+  const env = options.env ?? process.env;
+  const resolved = resolveCommand(command, env.PATH);
+  if (!resolved) return { code: null, signal: null, stdout: "", stderr: "", error: notFound(command) };
+  const runner = currentLauncher();
+  return runner ? runner.run(resolved, args, options) : spawnHere(resolved, args, options);
 }

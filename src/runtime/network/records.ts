@@ -48,9 +48,16 @@ function recordPath(stateDir: string, id: string): string {
 
 export async function writeRecord(record: AttachmentRecord): Promise<void> {
   const dir = attachmentsDir(record.stateDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
   const temp = join(dir, `.${record.id}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  await writeFile(temp, `${JSON.stringify(record, null, 1)}\n`, { mode: 0o600 });
+  const text = `${JSON.stringify(record, null, 1)}\n`;
+  try {
+    await writeFile(temp, text, { mode: 0o600 });
+  } catch (error) {
+    // the directory is made by the first record (not before every write: records are written twice per RUN step)
+    if (errnoCode(error) !== "ENOENT") throw error;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(temp, text, { mode: 0o600 });
+  }
   await rename(temp, recordPath(record.stateDir, record.id));
 }
 
