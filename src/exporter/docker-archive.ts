@@ -8,7 +8,7 @@ import { ExporterError } from "./errors.ts";
 import { buildImageManifest, canonicalJson, tagAnnotations, type Descriptor, type ImageConfigInput, type OciIndex } from "./image.ts";
 import { layerMediaType, MEDIA_TYPES } from "./media-types.ts";
 import type { ImageLayer } from "./oci-layout.ts";
-import { familiarRepository, familiarTag, parseImageReference, qualifiedTag } from "./reference.ts";
+import { familiarRepository, familiarTag, qualifiedTag } from "./reference.ts";
 import { DIR_ENTRY, FILE_ENTRY, writeTarOutput, type TarDestination } from "./tar-output.ts";
 import { addTarEntry, discard } from "./tar-util.ts";
 
@@ -90,8 +90,8 @@ export async function writeDockerArchive(
       claimed.set(familiar, number);
       repoTags.push(familiar);
       const top = layers.at(-1);
-      const ref = parseImageReference(familiar);
-      if (top) (repositories[familiarRepository(ref)] ??= {})[ref.tag ?? "latest"] = digestHex(top.digest);
+      const tagName = familiar.slice(familiar.lastIndexOf(":") + 1);
+      if (top) (repositories[familiarRepository(familiar)] ??= {})[tagName] = digestHex(top.digest);
       indexManifests.push({ ...docs.manifestDescriptor, annotations: tagAnnotations(qualifiedTag(familiar)) });
     }
     if (repoTags.length === 0) indexManifests.push({ ...docs.manifestDescriptor });

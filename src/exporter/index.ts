@@ -45,7 +45,7 @@ export {
 } from "./image.ts";
 export { parseAnnotationFlags, type AnnotationMap, type ImageAnnotations } from "./annotations.ts";
 export { applySourceDateEpoch, epochTimestamp } from "./epoch.ts";
-export { familiarTag, parseImageReference, qualifiedTag, type ImageReference } from "./reference.ts";
+export { familiarTag, qualifiedTag } from "./reference.ts";
 export { normalizePlatform, parsePlatform, platformKey } from "./platform.ts";
 export { MEDIA_TYPES, layerCompression, type LayerCompression } from "./media-types.ts";
 export { ExporterError, UnsafeLayerEntryError, type ExporterErrorCode } from "./errors.ts";
