@@ -143,7 +143,7 @@ describe("writeDockerArchive", () => {
         { config: CONFIG, layers: gzipBlobs, tags: ["docker.io/library/app:1"] },
       ]),
     ).rejects.toThrow(/tag app:1 is given to two images of the archive \(1 and 2\)/);
-    await expect(writeDockerArchive(file, [{ config: CONFIG, layers: gzipBlobs, tags: ["App:1"] }])).rejects.toMatchObject({ code: "ERR_IMAGE_REFERENCE" });
+    await expect(writeDockerArchive(file, [{ config: CONFIG, layers: gzipBlobs, tags: ["App:1"] }])).rejects.toMatchObject({ code: "INVALID_REFERENCE" });
     await expect(writeDockerArchive(file, [{ config: CONFIG, layers: gzipBlobs, tags: [`app@${gzipBlobs[0]?.digest}`] }])).rejects.toThrow(/cannot be a tag/);
     const gone = { ...(gzipBlobs[0] as LayerBlob), path: join(dir, "missing") };
     await expect(writeDockerArchive(file, [{ config: CONFIG, layers: [gone], tags: [] }])).rejects.toThrow(/layer blob .*missing is missing/);
