@@ -1,6 +1,6 @@
 import { ExporterError } from "./errors.ts";
 import type { Platform } from "./image.ts";
-import { parsePlatform, platformKey } from "./platform.ts";
+import { parsePlatform, platformKey } from "../llb/index.ts";
 
 export type AnnotationMap = Record<string, string>;
 

@@ -3,7 +3,7 @@ import { sha256Digest } from "./digest.ts";
 import { applySourceDateEpoch } from "./epoch.ts";
 import { ExporterError } from "./errors.ts";
 import { MEDIA_TYPES } from "./media-types.ts";
-import { configPlatform, normalizePlatform, platformKey } from "./platform.ts";
+import { configPlatform, normalizePlatform, platformKey, type Platform } from "../llb/index.ts";
 
 /** An empty JSON object, the value type of ExposedPorts and Volumes. */
 export type EmptyObject = Record<string, never>;
@@ -73,13 +73,7 @@ export interface Descriptor {
   artifactType?: string;
 }
 
-export interface Platform {
-  architecture: string;
-  os: string;
-  variant?: string;
-  "os.version"?: string;
-  "os.features"?: string[];
-}
+export type { Platform } from "../llb/index.ts";
 
 export interface OciManifest {
   schemaVersion: 2;

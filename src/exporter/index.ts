@@ -46,7 +46,7 @@ export {
 export { parseAnnotationFlags, type AnnotationMap, type ImageAnnotations } from "./annotations.ts";
 export { applySourceDateEpoch, epochTimestamp } from "./epoch.ts";
 export { familiarTag, qualifiedTag } from "./reference.ts";
-export { normalizePlatform, parsePlatform, platformKey } from "./platform.ts";
+export { normalizePlatform, parsePlatform, platformKey } from "../llb/index.ts";
 export { MEDIA_TYPES, layerCompression, type LayerCompression } from "./media-types.ts";
 export { ExporterError, UnsafeLayerEntryError, type ExporterErrorCode } from "./errors.ts";
 export type { TarDestination } from "./tar-output.ts";

@@ -20,7 +20,7 @@ import {
 } from "./image.ts";
 import { MEDIA_TYPES } from "./media-types.ts";
 import { readIndexIfAny } from "./oci-read.ts";
-import { configPlatform } from "./platform.ts";
+import { configPlatform } from "../llb/index.ts";
 import { DIR_ENTRY, FILE_ENTRY, writeTarOutput, type TarDestination } from "./tar-output.ts";
 import { addTarEntry } from "./tar-util.ts";
 

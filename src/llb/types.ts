@@ -9,6 +9,8 @@ export interface Platform {
   os: string;
   architecture: string;
   variant?: string;
+  "os.version"?: string;
+  "os.features"?: string[];
 }
 
 /** A filesystem from outside the graph. */

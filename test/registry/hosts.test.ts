@@ -89,8 +89,8 @@ describe("platforms", () => {
   it.each([
     [{ os: "linux", architecture: "x86_64" }, { os: "linux", architecture: "amd64" }],
     [{ os: "linux", architecture: "amd64", variant: "v1" }, { os: "linux", architecture: "amd64" }],
-    [{ os: "linux", architecture: "aarch64" }, { os: "linux", architecture: "arm64", variant: "v8" }],
-    [{ os: "linux", architecture: "arm64", variant: "8" }, { os: "linux", architecture: "arm64", variant: "v8" }],
+    [{ os: "linux", architecture: "aarch64" }, { os: "linux", architecture: "arm64" }],
+    [{ os: "linux", architecture: "arm64", variant: "8" }, { os: "linux", architecture: "arm64" }],
     [{ os: "linux", architecture: "arm" }, { os: "linux", architecture: "arm", variant: "v7" }],
     [{ os: "linux", architecture: "armhf" }, { os: "linux", architecture: "arm", variant: "v7" }],
     [{ os: "linux", architecture: "armel" }, { os: "linux", architecture: "arm", variant: "v6" }],

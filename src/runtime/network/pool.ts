@@ -55,7 +55,7 @@ export class NetworkPool {
   constructor(options: NetworkPoolOptions) {
     const { spares, idleMs, idPrefix, ...attach } = options;
     this.#options = { ...attach, id: "" };
-    this.#spareCount = process.env.XNOPOOL ? 0 : Math.max(0, Math.floor(spares ?? 1));
+    this.#spareCount = Math.max(0, Math.floor(spares ?? 1));
     this.#idleMs = idleMs ?? DEFAULT_IDLE_MS;
     // unique across processes sharing a state root, and short: the id names the namespace file
     this.#idBase = `${idPrefix ?? "pool"}-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -78,7 +78,11 @@ export class NetworkPool {
     const spare = this.#spares.shift();
     if (spare?.idle) clearTimeout(spare.idle);
     const attaching = spare?.attaching ?? this.#attach();
-    this.#refill();
+    // the next one once this one is attached: two at once would slow down the first, which a step waits for
+    void attaching.then(
+      () => this.#refill(),
+      () => this.#refill(),
+    );
     return attaching;
   }
 

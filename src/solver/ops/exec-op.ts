@@ -52,12 +52,10 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   // ran; the build's first step attaches its own while the rootfs is prepared (tens of milliseconds).
   const attaching = op.network === "default" ? defaultNetworkPool(context.store.dir, () => new NetworkPool({ stateDir: context.store.dir, idPrefix: "run" })).take() : undefined;
   attaching?.catch(() => undefined);
-  const T: number[] = [performance.now()];
   try {
     await mkdir(upperDir, { recursive: true });
     await mountOverlay({ lower: context.base, upperDir, workDir: join(workDir, "work"), target: rootfs, emptyDir: join(workDir, "empty") });
     mounted.push(rootfs);
-    T.push(performance.now());
     // USER is resolved against the stage's own /etc/passwd and /etc/group, at run time.
     const user = await resolveUser(rootfs, op.user === "root" ? "" : op.user);
 
@@ -79,15 +77,12 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
       etc: { resolvConf: await hostResolvConf(), hostname: "buildkitsandbox" },
     };
     const io = { stdout: context.output.stdout, stderr: context.output.stderr, signal: context.signal };
-    T.push(performance.now());
     const network = await attaching;
-    T.push(performance.now());
     if (network) {
       spec.netnsPath = network.netnsPath;
       spec.etc = { ...spec.etc, resolvConf: defaultNetworkResolvConf(spec.etc?.resolvConf ?? ""), hosts: defaultHostsFile("buildkitsandbox") };
     }
     const result = await (context.runtime === "tsbuild" ? runSandbox(spec, io) : runWithOciRuntime(context.runtime, spec, io));
-    T.push(performance.now());
     await removeEtcMountPoints(rootfs, result.createdPaths, op);
     if (result.exitCode !== 0) {
       const reason = result.error ?? `exit code ${result.exitCode}${result.signal ? ` (${result.signal})` : ""}`;
@@ -98,12 +93,12 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
     }
     return { upperDir, workDir };
   } finally {
-    if (attaching) releaseInBackground(attaching, context.output.stderr);
     for (const target of mounted.reverse()) await unmount(target);
-    T.push(performance.now());
-    if (process.env.XTIMING) (await import("node:fs")).appendFileSync(process.env.XTIMING, JSON.stringify(T.map((t, i) => (i === 0 ? 0 : t - (T[i - 1] as number)))) + "\n");
+    // after the rootfs: the namespace's unmount would otherwise contend with the step's own
+    if (attaching) releaseInBackground(attaching, context.output.stderr);
     for (const release of releases) await release();
-    await rm(secretsDir, { recursive: true, force: true });
+    // only steps with secret mounts make the directory
+    if (op.mounts.some((mount) => mount.type === "secret")) await rm(secretsDir, { recursive: true, force: true });
   }
 }
 
