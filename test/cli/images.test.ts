@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistry, type RegistryServer } from "../registry/registry-server.ts";
@@ -87,6 +87,20 @@ describe("images from and to a registry", () => {
     expect(pulled.code).toBe(1);
     expect(pulled.stderr).toMatch(/127\.0\.0\.1:1/);
     expect(pulled.stderr).not.toMatch(/\s{4}at /);
+  }, 60_000);
+
+  it("pulls through a mirror (--registry-mirror REGISTRY=URL and a registries file)", () => {
+    // The mirrored registry is a closed loopback port: only the mirror can serve the pull.
+    const dir = project({ Dockerfile: "FROM 127.0.0.1:1/library/busybox\nRUN test -x /bin/busybox\n" });
+    ok(tsbuild(["--registry-mirror", `127.0.0.1:1=http://${registry.host}`, "build", "--progress", "plain", dir], { root: temp("root") }));
+    const config = join(temp("config"), "registries.json");
+    writeFileSync(config, JSON.stringify({ mirrors: { "127.0.0.1:1": [`http://${registry.host}`] } }));
+    ok(tsbuild(["build", "--progress", "plain", dir], { root: temp("root"), env: { TSBUILD_REGISTRY_CONFIG: config } }));
+    const broken = join(temp("config"), "registries.json");
+    writeFileSync(broken, "{ not json");
+    const refused = tsbuild(["--registry-config", broken, "build", dir], { root: temp("root") });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(broken);
   }, 60_000);
 
   it("pins FROM by digest and COPY --from an image", () => {

@@ -93,9 +93,12 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
     }
     return { upperDir, workDir };
   } finally {
-    for (const target of mounted.reverse()) await unmount(target);
-    // after the rootfs: the namespace's unmount would otherwise contend with the step's own
-    if (attaching) releaseInBackground(attaching, context.output.stderr);
+    try {
+      for (const target of mounted.reverse()) await unmount(target);
+    } finally {
+      // after the rootfs: the namespace's unmount would otherwise contend with the step's own
+      if (attaching) releaseInBackground(attaching, context.output.stderr);
+    }
     for (const release of releases) await release();
     // only steps with secret mounts make the directory
     if (op.mounts.some((mount) => mount.type === "secret")) await rm(secretsDir, { recursive: true, force: true });
