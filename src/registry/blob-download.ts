@@ -94,7 +94,9 @@ export async function downloadBlob(client: RegistryClient, descriptor: Pick<Desc
     });
     await handle.close();
     handle = undefined;
-    await store.writeBlobFromFile(temp, digest);
+    // The download was hashed as it streamed and checked against the digest: no second read.
+    if (store.adoptVerifiedBlob) await store.adoptVerifiedBlob(temp, digest);
+    else await store.writeBlobFromFile(temp, digest);
   } catch (error) {
     throw localError(error, temp);
   } finally {

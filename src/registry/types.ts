@@ -10,6 +10,8 @@ export interface ContentStore {
   tempPath(label: string): string;
   writeBlob(data: Buffer | string): Promise<string>;
   writeBlobFromFile(path: string, expectedDigest?: string): Promise<string>;
+  /** Moves in a temp file whose digest was computed while it was written (downloads hash as they stream). */
+  adoptVerifiedBlob?(path: string, digest: string): Promise<void>;
 }
 
 export type TransferEvent =

@@ -87,6 +87,17 @@ export class NetworkPool {
   }
 
   /**
+   * Starts attaching the spares (unless under way) and resolves once they
+   * are attached (or failed). For a caller that knows takers will come, e.g.
+   * a build that is about to run RUN steps on the default network: its first
+   * step then waits for nothing either.
+   */
+  async warm(): Promise<void> {
+    this.#refill();
+    await Promise.all(this.#spares.map((spare) => spare.attaching.catch(() => undefined)));
+  }
+
+  /**
    * Releases every attachment nobody took (waiting for those still being
    * attached) and stops keeping spares. Release failures become notices: the
    * records stay, and the next start of tsbuild retries them.

@@ -60,6 +60,22 @@ export class BlobStore {
       throw describeFsError(error, "read", source);
     }
     const digest = checkDigest(`${algorithm}:${hash.digest("hex")}`, expected, source);
+    await this.adopt(source, digest);
+    return digest;
+  }
+
+  /**
+   * Moves in a file under the root's tmp/ whose digest the caller computed while writing it
+   * (a download hashed as it streamed): the bytes are not read a second time.
+   */
+  async adoptVerified(source: string, digest: string): Promise<void> {
+    const { algorithm } = parseDigest(digest);
+    if (!resolve(source).startsWith(this.temp.dir + sep)) throw new StoreError({ code: "EBADPATH", message: `${source} is not in the state root's tmp/`, path: source });
+    await ensureDir(join(this.dir, algorithm));
+    await this.adopt(source, digest);
+  }
+
+  private async adopt(source: string, digest: string): Promise<void> {
     const target = this.path(digest);
     try {
       const handle = await open(source, "r");
@@ -75,7 +91,6 @@ export class BlobStore {
     } catch (error) {
       throw describeFsError(error, "store the blob", target);
     }
-    return digest;
   }
 
   private async copyIn(source: string, algorithm: ParsedDigest["algorithm"], expected: ParsedDigest | undefined): Promise<string> {

@@ -80,6 +80,11 @@ export class StateRoot {
     return this.blobs.writeFromFile(path, expectedDigest);
   }
 
+  /** Stores a file under tmp/ whose digest the caller computed while writing it, without reading it again. */
+  adoptVerifiedBlob(path: string, digest: string): Promise<void> {
+    return this.blobs.adoptVerified(path, digest);
+  }
+
   blobPath(digest: string): string {
     return this.blobs.path(digest);
   }

@@ -131,6 +131,19 @@ describe("blobs", () => {
     expect(readFileSync(root.blobPath(digest), "utf8")).toBe("downloaded");
   });
 
+  it("adopts a verified download from tmp/ without reading it, and nothing from elsewhere", async () => {
+    const root = await StateRoot.open(freshDir("adopt"));
+    const inside = root.tempPath("download");
+    writeFileSync(inside, "streamed and hashed");
+    await root.adoptVerifiedBlob(inside, sha256("streamed and hashed"));
+    expect(readFileSync(root.blobPath(sha256("streamed and hashed")), "utf8")).toBe("streamed and hashed");
+    expect(statSync(root.blobPath(sha256("streamed and hashed"))).mode & 0o777).toBe(0o444);
+    const outside = join(freshDir("adopt-src"), "x");
+    writeFileSync(outside, "x");
+    expect((await caught(root.adoptVerifiedBlob(outside, sha256("x")))).code).toBe("EBADPATH");
+    expect(existsSync(outside)).toBe(true);
+  });
+
   it("verifies sha512 digests too", async () => {
     const root = await StateRoot.open(freshDir("sha512"));
     const file = join(freshDir("sha512-src"), "x");
