@@ -46,6 +46,7 @@ export async function main(argv: string[]): Promise<number> {
       // Throwing stops yargs from running the command after a usage error.
       throw error ?? new UsageError(message);
     });
+  skipHelpPrerender(cli);
   try {
     await cli.parseAsync();
     // A command's handler sets process.exitCode when it ends with a non-zero status.
@@ -56,6 +57,17 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * yargs renders the whole help text before it runs a command, in case the command shows it
+ * later; ours never do (.fail above reports a usage error without help), and the rendering
+ * (string widths of every line) costs ~40 ms of each start. `--help` still renders it.
+ */
+function skipHelpPrerender(cli: object): void {
+  const internal = (cli as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } }).getInternalMethods?.();
+  const usage = internal?.getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => {};
+}
 
 function reportError(error: unknown): number {
   if (error instanceof UsageError) {
