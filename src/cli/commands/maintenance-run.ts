@@ -24,8 +24,9 @@ export async function runPrune(args: PruneArgs): Promise<void> {
 
 export async function runDu(args: { root?: string }): Promise<void> {
   const store = await StateRoot.open(stateRootDir(args.root));
-  const usage = await store.du();
+  const [usage, images] = await Promise.all([store.du(), store.listImageRefs()]);
   const rows = [
+    ["image names", String(images.length), ""],
     ["layers", String(usage.layers.count), formatBytes(usage.layers.bytes)],
     ["blobs", String(usage.blobs.count), formatBytes(usage.blobs.bytes)],
     ["cache records", String(usage.cacheRecords), ""],

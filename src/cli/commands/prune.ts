@@ -10,7 +10,7 @@ export interface PruneArgs {
 
 export const pruneCommand = {
   command: "prune",
-  describe: "Remove build cache",
+  describe: "Remove build cache (and blobs no stored image name reaches)",
   builder: (yargs: Argv) =>
     yargs
       .option("all", { alias: "a", type: "boolean", default: false, describe: "Remove every cached result" })
@@ -26,7 +26,7 @@ export const pruneCommand = {
 
 export const duCommand = {
   command: "du",
-  describe: "Show the disk usage of the build cache",
+  describe: "Show the disk usage of the build cache and the image store",
   builder: (yargs: Argv) => yargs,
   handler: async (args: object) => {
     const { runDu } = await import("./maintenance-run.ts");
