@@ -30,7 +30,7 @@ export type Kind = (typeof KINDS)[number];
 
 export const KIND_NOTES: Record<Kind, string> = {
   "overlay mount": "mount -t overlay, setfattr (opaque directories); the first step also mounts the netns directory",
-  network: "netns (unshare), CNI ADD/DEL: loopback, bridge + host-local, firewall; the iptables they run",
+  network: "netns (unshare + ip), CNI ADD/DEL: bridge + host-local (and iptables, once per bridge); run by tsbuild's program launcher (a shell, left out)",
   umount: "the overlay rootfs; with the default network also the netns",
   "layer commit": "getfattr -R: opaque directories of the upper directory",
   "other programs": "anything else",
@@ -129,13 +129,25 @@ interface Span {
  * `...: sched:sched_process_exec: filename=PATH pid=N ...`, `...: sched:sched_process_exit: ...`.
  * A process is a forked task that execs; it ends when its thread group leader exits. The
  * traced command itself (tsbuild) is left out. The PID column of a fork is the parent's.
+ *
+ * tsbuild starts the network's programs through a launcher: a shell it runs once, which forks
+ * a subshell per program. The launcher is left out too, and what it starts counts as started by
+ * tsbuild itself.
  */
 function parseSchedEvents(text: string, offsetMs: number): Span[] {
   const forked = new Map<number, { time: number; parent: number }>();
   const running = new Map<number, { path: string; start: number; parent: number }>();
   const syncing = new Map<number, number>();
+  const execd = new Set<number>();
+  const launchers = new Set<number>();
   const spans: Span[] = [];
   let root: number | undefined;
+  // The nearest ancestor that ran a program (subshells only fork), or tsbuild.
+  const programParent = (pid: number): number | undefined => {
+    let parent = forked.get(pid)?.parent;
+    while (parent !== undefined && parent !== root && !execd.has(parent)) parent = forked.get(parent)?.parent;
+    return parent;
+  };
   for (const line of text.split("\n")) {
     const match = /^\s*(\d+)\/(\d+)\s+(\d+\.\d+):\s+(?:sched|syscalls):(sched_process_\w+|sys_(?:enter|exit)_f(?:data)?sync):\s*(.*)$/.exec(line);
     if (match === null) continue;
@@ -154,7 +166,14 @@ function parseSchedEvents(text: string, offsetMs: number): Span[] {
         root ??= pid;
         // The first program a process runs names it (unshare stays unshare after it execs true).
         const fork = forked.get(pid);
-        if (pid !== root && !running.has(pid)) running.set(pid, { path, start: fork?.time ?? time, parent: fork?.parent ?? -1 });
+        if (pid === root || running.has(pid) || launchers.has(pid)) break;
+        execd.add(pid);
+        const parent = programParent(pid) ?? -1;
+        if (parent === root && /^(sh|dash)$/.test(basename(path))) {
+          launchers.add(pid);
+          break;
+        }
+        running.set(pid, { path, start: fork?.time ?? time, parent: launchers.has(parent) ? (root as number) : parent });
         break;
       }
       case "sys_enter_fdatasync":

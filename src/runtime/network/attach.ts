@@ -1,10 +1,10 @@
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { chooseBridge, ensureBridgeRules } from "./bridges.ts";
+import { bridgeRulesReady, chooseBridge, ensureBridgeRules } from "./bridges.ts";
 import { CNI_VERSION, DEFAULT_CNI_PATH, addList, delList, requirePlugins, type CniResult, type NetworkConfigList, type PluginConfig } from "./cni.ts";
 import { NetworkError, errnoCode } from "./errors.ts";
 import { formatNetwork, hostAddress, parseNetwork, type Ipv4Network } from "./ipv4.ts";
-import { awaitVethsGone, createNetns, isMountPoint, prepareNetnsDir, removeNetns } from "./netns.ts";
+import { awaitVethsGone, createNetns, holdsNamespace, prepareNetnsDir, removeNetns } from "./netns.ts";
 import { currentOwner, isOwnerAlive, withLock } from "./owner.ts";
 import { ipamDir, listRecords, readRecord, removeRecord, writeRecord, type AttachedNetwork, type AttachmentRecord } from "./records.ts";
 
@@ -161,29 +161,31 @@ function hostVeths(record: AttachmentRecord): string[] {
 }
 
 /**
- * DEL of every network in reverse order (each list's plugins in reverse),
- * the namespace file, then the record. Returns what failed; the record
+ * The namespace file and DEL of every network in reverse order (each list's
+ * plugins in reverse), then the record. Returns what failed; the record
  * stays when something did, so that a later clean-up retries.
  *
  * The namespace goes first when DEL does not need it (namespaceFirst): the
  * kernel then deletes the veth pair with the namespace, off this process's
- * path, and the bridge plugin only frees the lease, as after a crash. That
- * halves the plugin's work; the release still ends only once the host end
- * of the veth is gone.
+ * path, and the bridge plugin only frees the lease, as after a crash (it
+ * neither enters the namespace nor waits for the veth's deletion). The
+ * release still ends only once the host end of the veth is gone.
  */
 async function teardown(record: AttachmentRecord): Promise<Error[]> {
   const errors: Error[] = [];
-  const removeNamespace = async () => {
+  const removeNamespace = async (): Promise<boolean> => {
     try {
       await removeNetns(record.netnsPath);
+      return true;
     } catch (error) {
       errors.push(error as Error);
+      return false;
     }
   };
   const early = namespaceFirst(record);
-  if (early) await removeNamespace();
+  const removed = early && (await removeNamespace());
   // CNI_NETNS empty when the namespace is gone (or was never mounted): plugins then free what they can (leases, rules)
-  const netns = isMountPoint(record.netnsPath) ? record.netnsPath : "";
+  const netns = !removed && holdsNamespace(record.netnsPath) ? record.netnsPath : "";
   const context = `while detaching ${describeRecord(record)}`;
   // the networks were added side by side (different interfaces): remove them side by side
   const results = await Promise.all(
@@ -280,6 +282,9 @@ function addressOf(result: CniResult, subnet: Ipv4Network): { address: string; g
   return { address: ip.address, gateway: ip.gateway ?? hostAddress(subnet, 1) };
 }
 
+/** Run directories this process made sure of (it is asked at every attachment). */
+const madeRunDirs = new Set<string>();
+
 /**
  * Creates the network namespace <runDir>/netns/<id> (with `lo` up) and
  * attaches it: `eth0` on the bridge with an address of its subnet and a
@@ -302,10 +307,14 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
 
   const netnsDir = join(runDir, "netns");
   const netnsPath = join(netnsDir, id);
-  await mkdir(join(runDir, "net"), { recursive: true, mode: 0o755 });
+  if (!madeRunDirs.has(runDir)) {
+    await mkdir(join(runDir, "net"), { recursive: true, mode: 0o755 });
+    madeRunDirs.add(runDir);
+  }
 
+  const lock = join(runDir, "net", "lock");
   // bridge choice and record under one lock: another state root then sees this attachment as running
-  const record = await withLock(join(runDir, "net", "lock"), async () => {
+  const record = await withLock(lock, async () => {
     await prepareNetnsDir(netnsDir);
     const previous = await readRecord(stateDir, id);
     if (previous) {
@@ -324,7 +333,6 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
       ...(requestedSubnet ? { subnet: requestedSubnet } : {}),
       cleanupStateRoot: (other) => cleanupStaleNetworks(other, { onNotice: notice }),
     });
-    await ensureBridgeRules(runDir, choice.bridge, choice.subnet);
     const networks: AttachedNetwork[] = [{ ifname: "eth0", config: bridgeList(stateDir, choice.bridge, choice.subnet, portMappings) }];
     const made: AttachmentRecord = {
       version: 1,
@@ -342,10 +350,15 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
     return made;
   });
 
+  const subnet = parseNetwork(record.subnet) as Ipv4Network;
+  // The bridge's rules (checked once per process and bridge: several iptables runs) matter only
+  // once the namespace is used: they are checked while it is made and attached.
+  const rules = bridgeRulesReady(runDir, record.bridge, subnet) ? undefined : withLock(lock, () => ensureBridgeRules(runDir, record.bridge, subnet));
+  rules?.catch(() => undefined);
+
   // each result is on disk before the next plugin runs (DEL needs it after a crash)
   let saving: Promise<void> = Promise.resolve();
   const save = (): Promise<void> => (saving = saving.then(() => writeRecord(record)));
-  const subnet = parseNetwork(record.subnet) as Ipv4Network;
   const context = `while attaching ${describeRecord(record)}`;
   try {
     await createNetns(netnsPath);
@@ -376,6 +389,13 @@ export async function attachDefaultNetwork(options: AttachOptions): Promise<Netw
     throw error;
   }
   await saving;
+  try {
+    await rules;
+  } catch (error) {
+    const errors = await tearDownOrKeep(record);
+    if (errors.length > 0) notice(`tsbuild: could not undo the attachment ${id} (retried at the next start): ${errors.map((e) => e.message).join("; ")}`);
+    throw error;
+  }
   const { address, gateway } = addressOf(main, subnet);
 
   let releasing: Promise<void> | undefined;

@@ -7,7 +7,7 @@
  */
 import { NetworkError, errnoCode } from "./errors.ts";
 import { pluginHint } from "./cni.ts";
-import { runProgram } from "./programs.ts";
+import { programPath, runProgram } from "./programs.ts";
 
 /** The chain of the forwarding rules, jumped to from the top of filter FORWARD; shared by every bridge, it stays. */
 export const FORWARD_CHAIN = "TSBUILD-FORWARD";
@@ -34,9 +34,7 @@ export function sameRule(a: BridgeRule, b: BridgeRule): boolean {
 }
 
 function iptablesEnv(): NodeJS.ProcessEnv {
-  const dirs = new Set((process.env.PATH ?? "").split(":").filter(Boolean));
-  for (const dir of ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) dirs.add(dir);
-  return { ...process.env, PATH: [...dirs].join(":") };
+  return { ...process.env, PATH: programPath() };
 }
 
 /** Runs iptables (waiting for the xtables lock); resolves whether it exited 0, rejects when it cannot run at all. */
@@ -58,22 +56,41 @@ async function must(args: string[], what: string): Promise<void> {
 
 let forwardChainReady = false;
 
+/** A rule as `iptables -S` prints it (arguments with spaces in double quotes). */
+function listed(command: "-A" | "-N", chain: string, args: readonly string[] = []): string {
+  return [command, chain, ...args.map((arg) => (/\s/.test(arg) ? `"${arg}"` : arg))].join(" ");
+}
+
+/** The lines of `iptables -t TABLE -S`, or nothing when it cannot list them. */
+async function listRules(table: string): Promise<Set<string>> {
+  const result = await iptables(["-t", table, "-S"]);
+  return new Set(result.ok ? result.output.split("\n").map((line) => line.trim()) : []);
+}
+
 /** TSBUILD-FORWARD exists and FORWARD jumps to it first. */
-async function ensureForwardChain(): Promise<void> {
+async function ensureForwardChain(filter: Set<string>): Promise<void> {
   if (forwardChainReady) return;
   // fails when it exists already, which is fine; a real failure shows at the next command
-  await iptables(["-t", "filter", "-N", FORWARD_CHAIN]);
+  if (!filter.has(listed("-N", FORWARD_CHAIN))) await iptables(["-t", "filter", "-N", FORWARD_CHAIN]);
   const jump = ["FORWARD", "-m", "comment", "--comment", "tsbuild bridges", "-j", FORWARD_CHAIN];
-  if (!(await iptables(["-t", "filter", "-C", ...jump])).ok) {
+  if (!filter.has(listed("-A", "FORWARD", jump.slice(1))) && !(await iptables(["-t", "filter", "-C", ...jump])).ok) {
     await must(["-t", "filter", "-I", "FORWARD", "1", ...jump.slice(1)], "add the forwarding rules of the bridges");
   }
   forwardChainReady = true;
 }
 
-/** Adds the rules that are missing (`-C` before `-A`): idempotent. */
+/**
+ * Adds the rules that are missing: idempotent. One listing per table (the
+ * tables side by side) finds those there already; a rule it does not show
+ * is checked with `-C` before `-A`, so a listing printed differently only
+ * costs time.
+ */
 export async function installRules(rules: readonly BridgeRule[]): Promise<void> {
-  if (rules.some((rule) => rule.chain === FORWARD_CHAIN)) await ensureForwardChain();
+  const tables = [...new Set([...rules.map((rule) => rule.table), ...(rules.some((rule) => rule.chain === FORWARD_CHAIN) ? ["filter" as const] : [])])];
+  const listings = new Map(await Promise.all(tables.map(async (table) => [table, await listRules(table)] as const)));
+  if (rules.some((rule) => rule.chain === FORWARD_CHAIN)) await ensureForwardChain(listings.get("filter") ?? new Set());
   for (const rule of rules) {
+    if (listings.get(rule.table)?.has(listed("-A", rule.chain, rule.args))) continue;
     if ((await iptables(["-t", rule.table, "-C", rule.chain, ...rule.args])).ok) continue;
     await must(["-t", rule.table, "-A", rule.chain, ...rule.args], `add the ${rule.table} rule of the bridge`);
   }

@@ -7,7 +7,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { join } from "node:path";
 import { NetworkError } from "./errors.ts";
-import { runProgram, type ProgramOutput } from "./programs.ts";
+import { programPath, runProgram, type ProgramOutput } from "./programs.ts";
 
 /** The spec version we speak; Debian 12's plugins (1.1.x) support it. */
 export const CNI_VERSION = "1.0.0";
@@ -65,9 +65,21 @@ export interface PluginInvocation {
   timeoutMs?: number;
 }
 
+/** Plugins found (name and CNI path → file): looked for at every attachment and every call. */
+const foundPlugins = new Map<string, string>();
+
 /** The first directory of `cniPath` that holds an executable `name`. */
 export function findPlugin(name: string, cniPath: readonly string[]): string | undefined {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) return undefined;
+  const key = `${name}\0${cniPath.join("\0")}`;
+  const known = foundPlugins.get(key);
+  if (known !== undefined) return known;
+  const found = searchPlugin(name, cniPath);
+  if (found !== undefined) foundPlugins.set(key, found);
+  return found;
+}
+
+function searchPlugin(name: string, cniPath: readonly string[]): string | undefined {
   for (const dir of cniPath) {
     const candidate = join(dir, name);
     try {
@@ -127,12 +139,9 @@ function runBinary(path: string, env: NodeJS.ProcessEnv, input: string, timeoutM
 }
 
 function pluginEnv(invocation: PluginInvocation): NodeJS.ProcessEnv {
-  const path = process.env.PATH ?? "";
-  const dirs = new Set(path.split(":").filter(Boolean));
-  for (const dir of ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) dirs.add(dir);
   return {
     // the plugins run iptables, ip6tables...: PATH must reach them
-    PATH: [...dirs].join(":"),
+    PATH: programPath(),
     CNI_COMMAND: invocation.command,
     CNI_CONTAINERID: invocation.containerId,
     CNI_NETNS: invocation.netns,

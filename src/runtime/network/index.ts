@@ -1,8 +1,9 @@
 /**
  * The default network of RUN steps (and of containers): a network namespace
  * with `lo` and an `eth0` on a bridge with outbound access (NAT), set up by
- * the CNI plugins of Debian's containernetworking-plugins (loopback, bridge,
- * host-local, firewall, portmap) driven as the CNI specification says.
+ * the CNI plugins of Debian's containernetworking-plugins (bridge,
+ * host-local, portmap) driven as the CNI specification says; a pool attaches
+ * namespaces ahead of the steps that take them.
  */
 export {
   DEFAULT_RUN_DIR,

@@ -4,20 +4,22 @@
  * that is a shared mount point of its own so that the bind mounts propagate
  * into (and their removal out of) mount namespaces created meanwhile.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { mkdir, open, rm, unlink } from "node:fs/promises";
+import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { mkdir, rm, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
 import { NetworkError, errnoCode } from "./errors.ts";
-import { runProgram } from "./programs.ts";
+import { programPath, runProgram } from "./programs.ts";
 
 async function run(command: string, args: string[]): Promise<{ ok: boolean; output: string }> {
-  const result = await runProgram(command, args);
+  // util-linux and iproute2 need nothing of the environment but PATH (unshare runs ip through it)
+  const result = await runProgram(command, args, { env: { PATH: programPath() } });
   const ok = result.code === 0 && !result.error;
   return { ok, output: `${result.stdout}${result.stderr}`.trim() || (ok ? "" : (result.error?.message ?? `${command} failed (exit status ${result.code ?? result.signal})`)) };
 }
 
-/** Mount points (field 5 of mountinfo, with its octal escapes decoded). */
-function mountPoints(): Set<string> {
-  const points = new Set<string>();
+/** Mount points (field 5 of mountinfo, with its octal escapes decoded) → whether the last mount there is shared. */
+function mountPoints(): Map<string, boolean> {
+  const points = new Map<string, boolean>();
   let text: string;
   try {
     text = readFileSync("/proc/self/mountinfo", "utf8");
@@ -25,8 +27,15 @@ function mountPoints(): Set<string> {
     return points;
   }
   for (const line of text.split("\n")) {
-    const field = line.split(" ")[4];
-    if (field) points.add(field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+    const fields = line.split(" ");
+    const point = fields[4];
+    if (!point) continue;
+    // optional fields (shared:N, master:N...) run from the 7th to the "-"
+    const optional = fields.slice(6, fields.indexOf("-", 6));
+    points.set(
+      point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))),
+      optional.some((field) => field.startsWith("shared:")),
+    );
   }
   return points;
 }
@@ -35,26 +44,42 @@ export function isMountPoint(path: string): boolean {
   return mountPoints().has(path);
 }
 
+/**
+ * Whether a namespace file holds its namespace: the mount on it (nsfs) has
+ * another device than its directory. Two stat calls instead of reading
+ * mountinfo, asked at every release.
+ */
+export function holdsNamespace(path: string): boolean {
+  try {
+    return statSync(path).dev !== statSync(dirname(path)).dev;
+  } catch {
+    return false;
+  }
+}
+
 const preparedDirs = new Set<string>();
 
 /** Creates `dir` and makes it a shared mount point, once per process (callers hold the network lock). */
 export async function prepareNetnsDir(dir: string): Promise<void> {
   if (preparedDirs.has(dir)) return;
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  if (!isMountPoint(dir)) {
+  // what an earlier process did stays until the next reboot: nothing to run then
+  const shared = mountPoints().get(dir);
+  if (shared === undefined) {
     const bind = await run("mount", ["--bind", dir, dir]);
     if (!bind.ok) throw new NetworkError("NETNS_FAILED", `cannot bind-mount ${dir} onto itself: ${bind.output}`, { hint: "network namespaces need root" });
   }
-  const shared = await run("mount", ["--make-shared", dir]);
-  if (!shared.ok) throw new NetworkError("NETNS_FAILED", `cannot make ${dir} a shared mount: ${shared.output}`, { hint: "network namespaces need root" });
+  if (shared !== true) {
+    const made = await run("mount", ["--make-shared", dir]);
+    if (!made.ok) throw new NetworkError("NETNS_FAILED", `cannot make ${dir} a shared mount: ${made.output}`, { hint: "network namespaces need root" });
+  }
   preparedDirs.add(dir);
 }
 
 /** Creates a new network namespace held by the file `path` (which must not exist), with `lo` up. */
 export async function createNetns(path: string): Promise<void> {
   try {
-    const handle = await open(path, "wx", 0o444);
-    await handle.close();
+    closeSync(openSync(path, "wx", 0o444));
   } catch (error) {
     if (errnoCode(error) === "EEXIST") {
       throw new NetworkError("ALREADY_ATTACHED", `the network namespace ${path} exists already`, {
@@ -77,9 +102,11 @@ export async function createNetns(path: string): Promise<void> {
 /** Unmounts and removes a namespace file; nothing to do when it is gone. */
 export async function removeNetns(path: string): Promise<void> {
   // a file can carry several stacked mounts (two racing creators): unmount them all
-  for (let i = 0; i < 8 && isMountPoint(path); i++) {
+  let mounted = holdsNamespace(path);
+  for (let i = 0; i < 8 && mounted; i++) {
     const unmounted = await run("umount", ["--lazy", path]);
-    if (!unmounted.ok && isMountPoint(path)) {
+    mounted = holdsNamespace(path);
+    if (!unmounted.ok && mounted) {
       throw new NetworkError("NETNS_FAILED", `cannot unmount the network namespace ${path}: ${unmounted.output}`);
     }
   }

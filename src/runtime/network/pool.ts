@@ -117,17 +117,19 @@ export class NetworkPool {
   #refill(): void {
     while (!this.#closed && this.#spares.length < this.#spareCount) {
       const spare: Spare = { attaching: this.#attach() };
-      // a spare that fails is only reported to the user who takes it
+      const drop = () => {
+        const index = this.#spares.indexOf(spare);
+        if (index >= 0) this.#spares.splice(index, 1);
+        return index >= 0;
+      };
       spare.attaching.then(
         () => {
           if (!this.#spares.includes(spare) || this.#idleMs === Infinity) return;
-          spare.idle = setTimeout(() => {
-            const index = this.#spares.indexOf(spare);
-            if (index >= 0) this.#discard(this.#spares.splice(index, 1)[0] as Spare);
-          }, this.#idleMs);
+          spare.idle = setTimeout(() => drop() && this.#discard(spare), this.#idleMs);
           spare.idle.unref();
         },
-        () => undefined,
+        // nothing attached (the attach undid itself): the next taker attaches its own, and sees the error if it persists
+        () => void drop(),
       );
       this.#spares.push(spare);
     }

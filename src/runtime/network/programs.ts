@@ -5,10 +5,10 @@
  * dropping) the page tables of a build's heap costs 1-3 ms of CPU in the
  * event loop's thread each time, and a RUN step on the default network runs
  * four programs. So they are started by a small shell (a "launcher", one per
- * process, started on first use): Node writes each job as a script file and
- * its id on the launcher's stdin; the launcher forks (cheaply: it is small),
+ * process, started on first use): Node writes each job (an id and a line of
+ * shell) on the launcher's stdin; the launcher forks (cheaply: it is small),
  * reports the job's pid and later its exit status on stdout. Output goes
- * through files in a private directory on tmpfs.
+ * through files in a private directory on tmpfs, reused by the next job.
  *
  * The launcher has a session of its own: a Ctrl-C meant for the build does
  * not kill the programs that undo its network. It exits when Node does (its
@@ -16,10 +16,9 @@
  * spawned directly.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { createInterface } from "node:readline";
 
 export interface ProgramOptions {
   /** The program's whole environment; default this process's. */
@@ -40,12 +39,15 @@ export interface ProgramOutput {
   error?: Error & { code?: string };
 }
 
-// The launcher: one background subshell per job, which runs the job (the
-// script ends with exec) and reports "p ID PID", then "x ID STATUS".
+// The launcher: reads "ID SCRIPT" lines; one background subshell per job,
+// which runs the script (it ends with exec; its output files are truncated
+// first, whatever happens) and reports "p ID PID", then "x ID STATUS". It runs
+// in / and exports nothing of its own: a job gets the environment it asks for.
 const LAUNCHER = `d=$1
-while IFS= read -r id; do
+unset PWD OLDPWD
+while IFS=' ' read -r id job; do
   {
-    (. "$d/$id.sh") &
+    (eval "$job") >"$d/$id.out" 2>"$d/$id.err" &
     echo "p $id $!"
     wait $!
     echo "x $id $?"
@@ -64,8 +66,19 @@ function notFound(command: string): Error & { code: string } {
   return Object.assign(new Error(`spawn ${command} ENOENT`), { code: "ENOENT" });
 }
 
-/** `command` as the kernel will run it: itself when it has a slash, else the first executable of that name in PATH. */
+const resolved = new Map<string, string>();
+
+/** `command` as the kernel will run it: itself when it has a slash, else the first executable of that name in PATH (remembered). */
 function resolveCommand(command: string, path: string | undefined): string | undefined {
+  const key = `${command}\0${path ?? ""}`;
+  const known = resolved.get(key);
+  if (known !== undefined) return known;
+  const found = searchCommand(command, path);
+  if (found !== undefined) resolved.set(key, found);
+  return found;
+}
+
+function searchCommand(command: string, path: string | undefined): string | undefined {
   const executable = (file: string) => {
     try {
       accessSync(file, constants.X_OK);
@@ -86,14 +99,6 @@ function readIfThere(file: string): string {
     return readFileSync(file, "utf8");
   } catch {
     return "";
-  }
-}
-
-function removeIfThere(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch {
-    // never written (the job did not start)
   }
 }
 
@@ -135,7 +140,8 @@ function jobDir(): string {
 
 interface Job {
   resolve: (output: ProgramOutput) => void;
-  files: string[];
+  /** The job's files, without extension: <dir>/<slot>. */
+  base: string;
   pid?: number;
   timer?: NodeJS.Timeout;
   timedOut?: Error;
@@ -144,19 +150,32 @@ interface Job {
 class Launcher {
   readonly #child: ChildProcess;
   readonly #dir: string;
+  /** Running jobs by slot: a slot's files are reused by the next job (no files to delete per job). */
   readonly #jobs = new Map<number, Job>();
-  #next = 0;
+  readonly #freeSlots: number[] = [];
+  #slots = 0;
   #alive = true;
 
   constructor() {
     this.#dir = jobDir();
     const dir = this.#dir;
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-    this.#child = spawn("/bin/sh", ["-c", LAUNCHER, "sh", this.#dir], { stdio: ["pipe", "pipe", "ignore"], detached: true, env: {} });
+    process.once("exit", () => {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        // the next launcher removes it (its owner is gone)
+      }
+    });
+    this.#child = spawn("/bin/sh", ["-c", LAUNCHER, "sh", this.#dir], { stdio: ["pipe", "pipe", "ignore"], detached: true, env: {}, cwd: "/" });
     this.#child.on("error", () => this.#stop());
     this.#child.on("exit", () => this.#stop());
     this.#child.stdin?.on("error", () => this.#stop());
-    createInterface({ input: this.#child.stdout as NodeJS.ReadableStream }).on("line", (line) => this.#onLine(line));
+    let partial = "";
+    this.#child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) this.#onLine(line);
+    });
     this.#idle();
   }
 
@@ -165,21 +184,29 @@ class Launcher {
   }
 
   run(command: string, args: string[], options: ProgramOptions): Promise<ProgramOutput> {
-    const id = this.#next++;
+    const id = this.#freeSlots.pop() ?? this.#slots++;
     const base = join(this.#dir, String(id));
     const env = options.env ?? process.env;
     const exports = Object.entries(env)
       .filter((entry): entry is [string, string] => entry[1] !== undefined && /^[A-Za-z_][A-Za-z0-9_]*$/.test(entry[0]))
-      .map(([name, value]) => `export ${name}=${quote(value)}\n`)
-      .join("");
+      .map(([name, value]) => `${name}=${quote(value)}`);
     const input = options.input === undefined ? "/dev/null" : `${base}.in`;
-    const script = `${exports}exec ${[command, ...args].map(quote).join(" ")} <${quote(input)} >${quote(`${base}.out`)} 2>${quote(`${base}.err`)}\n`;
-    const files = [`${base}.sh`, `${base}.out`, `${base}.err`, ...(options.input === undefined ? [] : [input])];
-    // small files on tmpfs: a synchronous write costs less than a round trip through libuv's thread pool
-    writeFileSync(`${base}.sh`, script);
-    if (options.input !== undefined) writeFileSync(input, options.input);
+    let script = `${exports.length > 0 ? `export ${exports.join(" ")}; ` : ""}exec ${[command, ...args].map(quote).join(" ")} <${quote(input)}`;
+    try {
+      // small files on tmpfs: a synchronous write costs less than a round trip through libuv's thread pool
+      if (options.input !== undefined) writeFileSync(input, options.input);
+      // the script goes on the launcher's input line, unless a newline is in it
+      if (script.includes("\n")) {
+        writeFileSync(`${base}.sh`, script);
+        script = `. ${quote(`${base}.sh`)}`;
+      }
+    } catch {
+      // the directory went away (a tmp cleaner): this one from here
+      this.#freeSlots.push(id);
+      return spawnHere(command, args, options);
+    }
     return new Promise((resolve) => {
-      const job: Job = { resolve, files };
+      const job: Job = { resolve, base };
       if (options.timeoutMs !== undefined) {
         const ms = options.timeoutMs;
         job.timer = setTimeout(() => {
@@ -189,7 +216,7 @@ class Launcher {
       }
       this.#jobs.set(id, job);
       this.#busy();
-      if (this.#alive) this.#child.stdin?.write(`${id}\n`);
+      if (this.#alive) this.#child.stdin?.write(`${id} ${script}\n`);
       else this.#fail(id, job);
     });
   }
@@ -208,14 +235,15 @@ class Launcher {
     this.#jobs.delete(id);
     if (this.#jobs.size === 0) this.#idle();
     if (job.timer) clearTimeout(job.timer);
-    const [stdout, stderr] = job.files.slice(1, 3).map(readIfThere);
-    for (const file of job.files) removeIfThere(file);
+    const stdout = readIfThere(`${job.base}.out`);
+    const stderr = readIfThere(`${job.base}.err`);
+    this.#freeSlots.push(id);
     const killed = job.timedOut !== undefined;
     job.resolve({
       code: killed ? null : Number(value),
       signal: killed ? "SIGKILL" : null,
-      stdout: stdout ?? "",
-      stderr: stderr ?? "",
+      stdout,
+      stderr,
       ...(job.timedOut ? { error: job.timedOut } : {}),
     });
   }
@@ -265,7 +293,7 @@ function spawnHere(command: string, args: string[], options: ProgramOptions): Pr
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let failure: (Error & { code?: string }) | undefined;
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], cwd: "/" });
     const ms = options.timeoutMs;
     const timer =
       ms === undefined
@@ -286,6 +314,21 @@ function spawnHere(command: string, args: string[], options: ProgramOptions): Pr
     });
     child.stdin.end(options.input ?? "");
   });
+}
+
+let systemPath: string | undefined;
+
+/**
+ * This process's PATH plus the system's directories (the network's programs live in sbin
+ * directories a user's PATH may lack), computed once.
+ */
+export function programPath(): string {
+  if (systemPath === undefined) {
+    const dirs = new Set((process.env.PATH ?? "").split(delimiter).filter(Boolean));
+    for (const dir of ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) dirs.add(dir);
+    systemPath = [...dirs].join(delimiter);
+  }
+  return systemPath;
 }
 
 /** Runs a program to its end and collects its output; never rejects (see `error`). */

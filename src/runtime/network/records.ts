@@ -3,7 +3,8 @@
  * before anything is created and updated after each plugin, so that whatever
  * a killed process leaves behind can be deleted with the right CNI calls.
  */
-import { mkdir, readFile, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { CniResult, NetworkConfigList } from "./cni.ts";
 import { errnoCode } from "./errors.ts";
@@ -42,28 +43,31 @@ function attachmentsDir(stateDir: string): string {
   return join(netDir(stateDir), "attachments");
 }
 
-function recordPath(stateDir: string, id: string): string {
+export function recordFile(stateDir: string, id: string): string {
   return join(attachmentsDir(stateDir), `${id}.json`);
 }
+
+// Records are small files written or read a few times per RUN step: a synchronous call costs the
+// event loop less than the round trips through libuv's thread pool of the asynchronous ones.
 
 export async function writeRecord(record: AttachmentRecord): Promise<void> {
   const dir = attachmentsDir(record.stateDir);
   const temp = join(dir, `.${record.id}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
   const text = `${JSON.stringify(record, null, 1)}\n`;
   try {
-    await writeFile(temp, text, { mode: 0o600 });
+    writeFileSync(temp, text, { mode: 0o600 });
   } catch (error) {
     // the directory is made by the first record (not before every write: records are written twice per RUN step)
     if (errnoCode(error) !== "ENOENT") throw error;
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(temp, text, { mode: 0o600 });
+    writeFileSync(temp, text, { mode: 0o600 });
   }
-  await rename(temp, recordPath(record.stateDir, record.id));
+  renameSync(temp, recordFile(record.stateDir, record.id));
 }
 
 export async function readRecord(stateDir: string, id: string): Promise<AttachmentRecord | undefined> {
   try {
-    const record = JSON.parse(await readFile(recordPath(stateDir, id), "utf8")) as AttachmentRecord;
+    const record = JSON.parse(readFileSync(recordFile(stateDir, id), "utf8")) as AttachmentRecord;
     return record.version === 1 && record.id === id ? record : undefined;
   } catch (error) {
     if (errnoCode(error) === "ENOENT" || error instanceof SyntaxError) return undefined;
@@ -107,7 +111,7 @@ async function removeStaleTemp(path: string): Promise<void> {
 
 export async function removeRecord(stateDir: string, id: string): Promise<void> {
   try {
-    await unlink(recordPath(stateDir, id));
+    unlinkSync(recordFile(stateDir, id));
   } catch (error) {
     if (errnoCode(error) !== "ENOENT") throw error;
   }

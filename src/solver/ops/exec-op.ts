@@ -40,6 +40,19 @@ export interface ExecResult {
   workDir: string;
 }
 
+function networkPool(stateDir: string): NetworkPool {
+  return defaultNetworkPool(stateDir, () => new NetworkPool({ stateDir, idPrefix: "run" }));
+}
+
+/**
+ * For the solver, once it knows a RUN step on the default network will run
+ * (not cached): attaches that step's namespace while the steps before it
+ * (sources, COPY) run. Released with the build's other networks.
+ */
+export function prepareDefaultNetwork(stateDir: string): void {
+  void networkPool(stateDir).warm();
+}
+
 /** Runs a RUN step in the sandbox on an overlay of its input layers and returns what it changed. */
 export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecResult> {
   const workDir = context.store.tempPath("exec");
@@ -50,7 +63,7 @@ export async function runExecOp(op: ExecOp, context: ExecContext): Promise<ExecR
   const secretsDir = join("/dev/shm", `tsbuild-secrets-${process.pid}-${Date.now()}`);
   // The default network: a fresh namespace per step, attached ahead by the pool while the previous step
   // ran; the build's first step attaches its own while the rootfs is prepared (tens of milliseconds).
-  const attaching = op.network === "default" ? defaultNetworkPool(context.store.dir, () => new NetworkPool({ stateDir: context.store.dir, idPrefix: "run" })).take() : undefined;
+  const attaching = op.network === "default" ? networkPool(context.store.dir).take() : undefined;
   attaching?.catch(() => undefined);
   try {
     await mkdir(upperDir, { recursive: true });

@@ -20,9 +20,9 @@ export function defaultNetworkPool(stateDir: string, create: () => NetworkPool):
 }
 
 /**
- * Network teardown takes longer than the attach; the step's result does not
- * depend on it, so it finishes while the build goes on. The build waits for
- * all of them before it exits (`networkReleases`).
+ * The step's result does not depend on its network's teardown, so that
+ * finishes while the build goes on. The build waits for all of them before
+ * it exits (`networkReleases`).
  */
 export function releaseInBackground(attaching: Promise<{ release(): Promise<void> }>, stderr: Writable): void {
   const release = attaching

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { dirname, join } from "node:path";
@@ -77,7 +77,16 @@ export interface Child {
 
 /** Runs attach-child.ts in a separate Node process (killed by the test). */
 export function startAttachChild(options: Record<string, unknown>): Child {
-  const child = spawn(process.execPath, ["--import", "tsx", join(here, "attach-child.ts"), JSON.stringify(options)], {
+  return startChild("attach-child.ts", options);
+}
+
+/** Runs pool-child.ts in a separate Node process (see there for the modes). */
+export function startPoolChild(options: Record<string, unknown>): Child {
+  return startChild("pool-child.ts", options);
+}
+
+function startChild(script: string, options: Record<string, unknown>): Child {
+  const child = spawn(process.execPath, ["--import", "tsx", join(here, script), JSON.stringify(options)], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: Array<Record<string, unknown>> = [];
@@ -125,4 +134,40 @@ export function killAndWait(child: ChildProcess): Promise<void> {
     child.once("exit", () => resolve());
     child.kill("SIGKILL");
   });
+}
+
+/** Resolves when the process has exited; its exit code, or its signal. */
+export function exited(child: ChildProcess): Promise<number | NodeJS.Signals | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+}
+
+/**
+ * What attachments whose ids start with `prefix` left behind: namespace files
+ * (and their mounts), records and leases in the state root, iptables rules
+ * naming them, and any veth on `bridge` (a bridge of the test's own). Empty
+ * when nothing is left.
+ */
+export function leftovers(options: { stateDir: string; prefix: string; bridge?: string; runDir?: string }): string[] {
+  const runDir = options.runDir ?? "/run/tsbuild";
+  const found: string[] = [];
+  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+  for (const name of list(join(runDir, "netns")).filter((n) => n.startsWith(options.prefix))) found.push(`namespace file ${name}`);
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const point = line.split(" ")[4] ?? "";
+    if (point.startsWith(join(runDir, "netns", options.prefix))) found.push(`mount ${point}`);
+  }
+  for (const name of list(join(options.stateDir, "net", "attachments")).filter((n) => n.startsWith(options.prefix))) found.push(`record ${name}`);
+  const ipam = join(options.stateDir, "net", "ipam");
+  for (const network of list(ipam)) {
+    for (const name of list(join(ipam, network)).filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n))) {
+      const owner = readFileSync(join(ipam, network, name), "utf8").split("\n")[0] ?? "";
+      if (owner.startsWith(options.prefix)) found.push(`lease ${network}/${name}`);
+    }
+  }
+  if (options.bridge) for (const port of list(join("/sys/class/net", options.bridge, "brif"))) found.push(`veth ${port} on ${options.bridge}`);
+  for (const table of ["nat", "filter"]) {
+    for (const rule of iptables(table).split("\n").filter((line) => line.includes(options.prefix))) found.push(`rule ${table}: ${rule}`);
+  }
+  return found;
 }
