@@ -97,12 +97,14 @@ describe("build options", () => {
     expect(readFileSync(join(dest, "copy.txt"), "utf8")).toBe("app");
   });
 
-  it("explains an image it cannot pull", () => {
-    const dir = project({ Dockerfile: "FROM debian:12\n" });
+  it("explains an image it cannot pull, at its FROM line", () => {
+    // A closed port on loopback: the pull fails without any traffic leaving the machine.
+    const dir = project({ Dockerfile: "FROM 127.0.0.1:1/debian:12\n" });
     const result = tsbuild(["build", "--root", temp("root"), dir]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('cannot use image "debian:12"');
-    expect(result.stderr).toContain("--build-context debian:12=oci-layout://");
+    expect(result.stderr).toContain("Dockerfile:1:1: cannot pull 127.0.0.1:1/debian:12");
+    expect(result.stderr).toMatch(/connection was refused/);
+    expect(result.stderr).toMatch(/hint: check that the registry is up/);
   });
 
   it("du shows the cache and prune --all empties it", () => {
