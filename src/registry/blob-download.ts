@@ -14,6 +14,7 @@ import { discard, header } from "./transport.ts";
 import type { ContentStore } from "./types.ts";
 
 const PROGRESS_INTERVAL_MS = 100;
+const WRITE_BATCH = 1 << 20;
 
 export function shortDigest(digest: string): string {
   return digest.slice(0, digest.indexOf(":") + 13);
@@ -77,15 +78,34 @@ export async function downloadBlob(client: RegistryClient, descriptor: Pick<Desc
         // A 200 to a range request: the server does not resume, the bytes so far go.
         if (resumeFrom > 0) await restart();
       }
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (written + chunk.length > size) {
-          response.body.destroy();
-          return mismatch(`the registry sent more than the ${size} bytes the descriptor gives`);
+      // Chunks are written in batches: one write per ~1 MiB, not per 16-64 KiB network chunk.
+      const pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async () => {
+        if (pendingBytes === 0) return;
+        await writeAll(handle!, pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes), written - pendingBytes);
+        pending.length = 0;
+        pendingBytes = 0;
+      };
+      try {
+        for await (const chunk of response.body as AsyncIterable<Buffer>) {
+          if (written + chunk.length > size) {
+            response.body.destroy();
+            // Start over with nothing pending: the bytes so far are worthless.
+            pending.length = 0;
+            pendingBytes = 0;
+            return mismatch(`the registry sent more than the ${size} bytes the descriptor gives`);
+          }
+          hash.update(chunk);
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          written += chunk.length;
+          if (pendingBytes >= WRITE_BATCH) await flush();
+          report(false);
         }
-        hash.update(chunk);
-        await writeAll(handle!, chunk, written);
-        written += chunk.length;
-        report(false);
+      } finally {
+        // What was received before a dropped connection is on disk, so a retry resumes after it.
+        await flush();
       }
       if (written !== size) return mismatch(`the registry sent ${written} of ${size} bytes and ended the response`);
       const actual = `${algorithm}:${hash.digest("hex")}`;
