@@ -60,6 +60,8 @@ export class Solver {
   readonly executed: string[] = [];
 
   private readonly cacheMounts: CacheMounts;
+  /** Checksums of what `COPY --from` steps select, started as soon as their source stage is ready. */
+  private readonly selectionChecksums = new Map<string, Promise<string>>();
 
   constructor(private readonly options: SolverOptions) {
     this.limit = pLimit(Math.max(1, options.concurrency));
@@ -79,6 +81,7 @@ export class Solver {
   }
 
   private async solveVertex(vertex: Vertex): Promise<SolveResult> {
+    this.checksumSourcesEarly(vertex);
     const inputs = await Promise.all(vertex.inputs.map((input) => this.solve(input)));
     this.throwIfCancelled();
     try {
@@ -132,7 +135,7 @@ export class Solver {
     if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
     const views = new LayerViews((label) => this.options.store.tempPath(label));
     try {
-      const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs, views);
+      const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
       return await this.layerStep(vertex, base, cacheKey, (layerId) =>
         this.options.store.createLayer(layerId, (layerDir) =>
           applyFileOp(op, {
@@ -243,7 +246,6 @@ export class Solver {
     vertex: Vertex,
     op: FileOp,
     inputs: SolveResult[],
-    views: LayerViews,
   ): Promise<{ cacheKey: string; selections: Map<CopyAction, Selection> }> {
     const contextChecksums: string[] = [];
     const selections = new Map<CopyAction, Selection>();
@@ -254,8 +256,7 @@ export class Solver {
       const input = inputs[action.sourceInput];
       if (input?.kind === "layers" && action.sourceInput > 0) {
         inputKeys[action.sourceInput] = null;
-        const tree = new LayerTree(input.layers, views.lazy(input.layers));
-        contextChecksums.push(await layerSelectionChecksum(this.options.store, tree, action.sources, action.excludes ?? []));
+        contextChecksums.push(await this.selectionChecksum(input.layers, action));
         continue;
       }
       if (input?.kind !== "context") continue;
@@ -267,6 +268,44 @@ export class Solver {
     // The op itself, not the vertex digest: that one names the input vertices, which content-based inputs replace.
     const cacheKey = sha256(canonicalJson({ op: vertex.op, inputs: inputKeys, contextChecksums }));
     return { cacheKey, selections };
+  }
+
+  /**
+   * A `COPY --from` step's key needs the checksum of what it selects in its source stage,
+   * which does not depend on the step's own base: it is computed as soon as the source is
+   * ready, alongside the steps before it, instead of after them.
+   */
+  private checksumSourcesEarly(vertex: Vertex): void {
+    if (vertex.op.type !== "file") return;
+    for (const action of vertex.op.actions) {
+      if (action.action !== "copy" || action.sourceInput === 0) continue;
+      const digest = vertex.inputs[action.sourceInput];
+      if (digest === undefined || digest === null) continue;
+      this.solve(digest).then(
+        (input) => {
+          if (input.kind === "layers") this.selectionChecksum(input.layers, action).catch(() => undefined);
+        },
+        // The failure surfaces where the vertex awaits its inputs.
+        () => undefined,
+      );
+    }
+  }
+
+  private selectionChecksum(layers: readonly LayerInfo[], action: CopyAction): Promise<string> {
+    const key = canonicalJson({ layers: layers.map((layer) => layer.id), sources: action.sources, excludes: action.excludes ?? [] });
+    let checksum = this.selectionChecksums.get(key);
+    if (!checksum) {
+      checksum = (async () => {
+        const views = new LayerViews((label) => this.options.store.tempPath(label));
+        try {
+          return await layerSelectionChecksum(this.options.store, new LayerTree(layers, views.lazy(layers)), action.sources, action.excludes ?? []);
+        } finally {
+          await views.close();
+        }
+      })();
+      this.selectionChecksums.set(key, checksum);
+    }
+    return checksum;
   }
 
   private sourceTree(input: SolveResult | undefined, selection: Selection | undefined, views: LayerViews): SourceTree {
