@@ -245,7 +245,8 @@ export async function runHistory(args: Common & { name: string; noTrunc: boolean
     return EXIT.ok;
   }
   const cut = (text: string) => (args.noTrunc || text.length <= 45 ? text : `${text.slice(0, 44)}…`);
-  const table = rows.map(({ entry, size }) => [ago(entry.created ?? ""), cut(entry.created_by ?? ""), formatBytes(size), entry.comment ?? ""]);
+  // One line per step: a heredoc's newlines would break the table.
+  const table = rows.map(({ entry, size }) => [ago(entry.created ?? ""), cut((entry.created_by ?? "").replace(/\s+/g, " ")), formatBytes(size), entry.comment ?? ""]);
   process.stdout.write(formatTable([["CREATED", "CREATED BY", "SIZE", "COMMENT"], ...table]));
   return EXIT.ok;
 }
