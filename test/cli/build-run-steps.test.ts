@@ -2,9 +2,9 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { project, repo, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
+import { project, repo, requireBuiltCli, temp, tsbuild, busyboxLayout, requireBusyboxImage } from "./helpers.ts";
 
-const busybox = join(repo, "fixtures", "images", "busybox-amd64");
+const busybox = busyboxLayout;
 const base = `busybox=oci-layout://${busybox}:latest`;
 
 beforeAll(() => {
@@ -12,10 +12,7 @@ beforeAll(() => {
   if (!existsSync(join(repo, "native", "build", "tsbuild-sandbox"))) {
     throw new Error("the sandbox helper is not built: run make -C native (scripts/setup.sh does)");
   }
-  if (!existsSync(join(busybox, "index.json"))) {
-    const made = spawnSync("bash", [join(repo, "fixtures", "make-base-images.sh"), "amd64"], { encoding: "utf8" });
-    if (made.status !== 0) throw new Error(`cannot make the busybox base image (fixtures/make-base-images.sh): ${made.stderr}`);
-  }
+  requireBusyboxImage();
 });
 
 function build(dir: string, root: string, extra: string[] = []) {

@@ -3,14 +3,13 @@
  * write, Debian's dockerd loads and runs; what `docker save` writes, `tsbuild load` reads
  * and builds FROM.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDocker, type Docker } from "../exporter/dockerd.ts";
-import { project, repo, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
+import { project, requireBuiltCli, temp, tsbuild, busyboxLayout, requireBusyboxImage } from "./helpers.ts";
 
-const busybox = join(repo, "fixtures", "images", "busybox-amd64");
+const busybox = busyboxLayout;
 const base = `busybox=oci-layout://${busybox}:latest`;
 const TAGS = ["tsbuild-cli-test/app:1", "tsbuild-cli-test/saved:1", "tsbuild-cli-test/from-docker:1"];
 let docker: Docker;
@@ -22,10 +21,7 @@ function ok(result: { code: number | null; stdout: string; stderr: string }) {
 
 beforeAll(async () => {
   requireBuiltCli();
-  if (!existsSync(join(busybox, "index.json"))) {
-    const made = spawnSync("bash", [join(repo, "fixtures", "make-base-images.sh"), "amd64"], { encoding: "utf8" });
-    if (made.status !== 0) throw new Error(`cannot make the busybox base image (fixtures/make-base-images.sh): ${made.stderr}`);
-  }
+  requireBusyboxImage();
   docker = await startDocker();
 }, 120_000);
 

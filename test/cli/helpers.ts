@@ -36,3 +36,12 @@ export function project(files: Record<string, string>): string {
 export function requireBuiltCli(): void {
   if (!existsSync(join(repo, "dist", "tsbuild.js"))) throw new Error("the CLI is not built: run `npm run build` (scripts/setup.sh does) first");
 }
+
+/** The offline busybox base image (an OCI layout), made by fixtures/make-base-images.sh when missing. */
+export const busyboxLayout = join(repo, "fixtures", "images", "busybox-amd64");
+
+export function requireBusyboxImage(): void {
+  if (existsSync(join(busyboxLayout, "index.json"))) return;
+  const made = spawnSync("bash", [join(repo, "fixtures", "make-base-images.sh"), "amd64"], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`cannot make the busybox base image (fixtures/make-base-images.sh): ${made.stderr}`);
+}

@@ -1,12 +1,12 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistry, type RegistryServer } from "../registry/registry-server.ts";
-import { project, repo, requireBuiltCli, temp, tsbuild } from "./helpers.ts";
+import { project, requireBuiltCli, temp, tsbuild, busyboxLayout, requireBusyboxImage } from "./helpers.ts";
 
-const busybox = join(repo, "fixtures", "images", "busybox-amd64");
+const busybox = busyboxLayout;
 let registry: RegistryServer;
 let base: string;
 
@@ -33,10 +33,7 @@ function allBlobsVerify(root: string): void {
 
 beforeAll(async () => {
   requireBuiltCli();
-  if (!existsSync(join(busybox, "index.json"))) {
-    const made = spawnSync("bash", [join(repo, "fixtures", "make-base-images.sh"), "amd64"], { encoding: "utf8" });
-    if (made.status !== 0) throw new Error(`cannot make the busybox base image (fixtures/make-base-images.sh): ${made.stderr}`);
-  }
+  requireBusyboxImage();
   registry = await startRegistry();
   base = `${registry.host}/library/busybox:latest`;
   const copied = skopeo(["copy", "--quiet", "--dest-tls-verify=false", `oci:${busybox}:latest`, `docker://${base}`]);

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { isatty } from "node:tty";
-import { parsePlatform } from "../../frontend/index.ts";
+import { hostPlatform, parsePlatform } from "../../frontend/index.ts";
 import { readImageArchive, writeDockerArchive, writeOciTar, type OciManifest, type Platform } from "../../exporter/index.ts";
 import { isIndexMediaType } from "../../exporter/media-types.ts";
 import { familiarName, findImage, imageId, readJsonBlob, readStoredImage, requireImage, storedName, loadArchiveImage } from "../../images/index.ts";
@@ -39,7 +39,7 @@ function platformArg(text: string | undefined): Platform | undefined {
 }
 
 function hostOrGiven(text: string | undefined): Platform {
-  return platformArg(text) ?? (parsePlatform(process.arch === "x64" ? "linux/amd64" : `linux/${process.arch}`) as Platform);
+  return platformArg(text) ?? hostPlatform();
 }
 
 export async function runPull(args: Common & { name: string; platform?: string; quiet: boolean }): Promise<number> {
