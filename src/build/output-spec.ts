@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { UserError } from "../user-error.ts";
 import { parseAnnotationFlags } from "../exporter/index.ts";
 import type { Compression } from "../images/index.ts";
+import { parseReference } from "../registry/reference.ts";
 
 /** How image outputs write their layers. */
 export interface LayerOptions {
@@ -85,14 +86,14 @@ function parseOutput(value: string, defaults: OutputDefaults): OutputSpec {
   return {
     type: type === "oci" && !ociTar ? "oci-layout" : (type as "oci" | "oci-layout" | "docker"),
     dest: target,
-    names: namesOf(fields, defaults),
+    names: type === "docker" ? checkImageNames(namesOf(fields, defaults)) : namesOf(fields, defaults),
     layers: layerOptions(fields, value),
     annotations: annotationsOf(fields),
   };
 }
 
 function imageOutput(fields: Map<string, string>, defaults: OutputDefaults, push: boolean, value = "--push"): OutputSpec {
-  const names = namesOf(fields, defaults);
+  const names = checkImageNames(namesOf(fields, defaults));
   if (names.length === 0) {
     throw new UserError(`${value === "--push" ? "--push/--load" : `-o "${value}"`}: the image needs a name`, "give one with -t NAME[:TAG] (or name=NAME in the -o value)");
   }
@@ -111,6 +112,14 @@ function namesOf(fields: Map<string, string>, defaults: OutputDefaults): string[
   const name = fields.get("name");
   if (name === undefined || name === "") return [...defaults.tags];
   return name.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
+}
+
+/** Image names are checked before the build runs, not after it (an OCI layout also takes bare ref names such as "latest"). */
+function checkImageNames(names: readonly string[]): string[] {
+  for (const name of names) {
+    if (parseReference(name).digest !== undefined) throw new UserError(`image name "${name}" contains a digest`, "name the image with a tag, e.g. app:1");
+  }
+  return [...names];
 }
 
 const COMPRESSIONS = ["gzip", "zstd", "uncompressed"] as const;

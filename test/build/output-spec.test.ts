@@ -52,6 +52,12 @@ describe("parseOutputs", () => {
     expect(() => parseOutputs([value], noDefaults)).toThrow(message);
   });
 
+  it("checks image names before the build", () => {
+    expect(() => parseOutputs([], { tags: ["Bad/Name"], push: false, load: false })).toThrow(/invalid image reference "Bad\/Name"/);
+    expect(() => parseOutputs(["type=docker,dest=x.tar"], { tags: [`app@sha256:${"a".repeat(64)}`], push: false, load: false })).toThrow(/contains a digest/);
+    expect(parseOutputs(["type=oci,dest=x.tar"], { tags: ["latest"], push: false, load: false })).toMatchObject([{ names: ["latest"] }]);
+  });
+
   it("asks for a name when --push has none", () => {
     expect(() => parseOutputs([], { tags: [], push: true, load: false })).toThrow(/needs a name/);
   });
