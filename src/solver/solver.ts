@@ -123,7 +123,7 @@ export class Solver {
     const loaded = await this.limit(() => this.options.loadSource(op, this.options.store));
     if (!loaded) {
       throw new BuildStepError(`cannot load ${op.identifier}: this source is not supported yet`, {
-        hint: "pass base images as --build-context name=oci-layout://DIR",
+        hint: "base images come from the image store, a registry, or --build-context NAME=oci-layout://DIR",
       });
     }
     this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
