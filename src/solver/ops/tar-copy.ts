@@ -25,7 +25,8 @@ export function copyWithTar(options: {
   const extractArgs = ["--extract", "--file=-", `--directory=${options.toDir}`, "--same-permissions", "--same-owner", "--numeric-owner"];
   return new Promise((resolve, reject) => {
     const create = spawn("tar", createArgs, { stdio: ["pipe", "pipe", "pipe"] });
-    const extract = spawn("tar", extractArgs, { stdio: ["pipe", "ignore", "pipe"] });
+    // The archive goes straight from one tar to the other through the pipe, not through Node.
+    const extract = spawn("tar", extractArgs, { stdio: [create.stdout, "ignore", "pipe"] });
     let stderr = "";
     let pending = 2;
     let failed = false;
@@ -45,7 +46,8 @@ export function copyWithTar(options: {
       child.once("error", (error) => fail(`cannot run tar: ${error.message}`));
       child.once("exit", done);
     }
-    create.stdout.pipe(extract.stdin);
+    // Node's end of the pipe is not needed once the extracting tar holds it.
+    create.stdout.destroy();
     create.stdin.end(options.paths.map((path) => `${path}\0`).join(""));
   });
 }
