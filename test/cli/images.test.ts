@@ -100,6 +100,16 @@ describe("images from and to a registry", () => {
     expect(refused.stderr).toContain(broken);
   }, 60_000);
 
+  it("takes an image as a named context (--build-context NAME=docker-image://REF)", () => {
+    const out = temp("out");
+    const dir = project({ Dockerfile: "FROM base\nRUN echo from-named > /named\n" });
+    ok(tsbuild(["build", "--build-context", `base=docker-image://${base}`, "-o", `type=local,dest=${out}`, dir], { root: temp("root") }));
+    expect(readFileSync(join(out, "named"), "utf8")).toBe("from-named\n");
+    const bad = tsbuild(["build", "--build-context", "base=docker-image://", dir], { root: temp("root") });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/the image reference is missing/);
+  }, 60_000);
+
   it("pins FROM by digest and COPY --from an image", () => {
     const root = temp("root");
     const digest = JSON.parse(ok(skopeo(["inspect", "--tls-verify=false", `docker://${base}`])).stdout).Digest as string;
