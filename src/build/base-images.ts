@@ -1,3 +1,4 @@
+import { readFile, stat } from "node:fs/promises";
 import { formatPlatform, platformMatches } from "../frontend/index.ts";
 import type { Platform } from "../llb/index.ts";
 import { layersOfImage, readStoredImage, type StoredImage } from "../images/index.ts";
@@ -66,7 +67,6 @@ async function storedImage(store: StateRoot, reference: ImageReference, fullName
 }
 
 async function digestTarget(store: StateRoot, digest: string): Promise<{ mediaType: string; digest: string; size: number }> {
-  const { readFile } = await import("node:fs/promises");
   const bytes = await readFile(store.blobPath(digest));
   const document = JSON.parse(bytes.toString("utf8")) as { mediaType?: string; manifests?: unknown };
   const mediaType = document.mediaType ?? (Array.isArray(document.manifests) ? MEDIA_TYPES.ociIndex : MEDIA_TYPES.ociManifest);
@@ -74,7 +74,6 @@ async function digestTarget(store: StateRoot, digest: string): Promise<{ mediaTy
 }
 
 async function manifestSize(store: StateRoot, digest: string): Promise<number> {
-  const { stat } = await import("node:fs/promises");
   return (await stat(store.blobPath(digest))).size;
 }
 

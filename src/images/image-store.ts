@@ -1,12 +1,5 @@
 import { readFile } from "node:fs/promises";
-import {
-  MEDIA_TYPES,
-  type Descriptor,
-  type ImageConfig,
-  type OciIndex,
-  type OciManifest,
-  type Platform,
-} from "../exporter/index.ts";
+import type { Descriptor, ImageConfig, OciIndex, OciManifest, Platform } from "../exporter/index.ts";
 import { formatReference, parseReference } from "../registry/index.ts";
 import { isIndexMediaType } from "../exporter/media-types.ts";
 import type { ImageRef, StateRoot } from "../solver/store/index.ts";
@@ -128,4 +121,3 @@ export async function imageId(store: StateRoot, ref: ImageRef): Promise<string> 
   return ref.target.digest;
 }
 
-export const MANIFEST_MEDIA_TYPE = MEDIA_TYPES.ociManifest;

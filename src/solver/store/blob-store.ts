@@ -4,6 +4,7 @@ import { chmod, open, readdir, rename, stat, unlink, utimes } from "node:fs/prom
 import { join, resolve, sep } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { ensureDir } from "./ensure-dir.ts";
+import { listDir } from "./list-dir.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import { parseDigest, type ParsedDigest } from "./names.ts";
 import { recordUse, type PruneGate } from "./prune-gate.ts";
@@ -142,14 +143,7 @@ export interface StoredBlob {
 export async function listBlobs(blobsDir: string): Promise<StoredBlob[]> {
   const found: StoredBlob[] = [];
   for (const algorithm of await readdir(blobsDir)) {
-    let names: string[];
-    try {
-      names = await readdir(join(blobsDir, algorithm));
-    } catch (error) {
-      if (errnoCode(error) === "ENOTDIR" || errnoCode(error) === "ENOENT") continue;
-      throw describeFsError(error, "read", join(blobsDir, algorithm));
-    }
-    for (const name of names) {
+    for (const name of await listDir(join(blobsDir, algorithm))) {
       const path = join(blobsDir, algorithm, name);
       try {
         const stats = await stat(path);

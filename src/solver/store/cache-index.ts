@@ -2,6 +2,7 @@ import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { ensureDir } from "./ensure-dir.ts";
+import { listDir } from "./list-dir.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import { checkCacheKey, checkLayerId, isValidLayerId, shardOf } from "./names.ts";
 import { recordUse, type PruneGate } from "./prune-gate.ts";
@@ -82,14 +83,7 @@ export class CacheIndex {
   async list(): Promise<StoredRecord[]> {
     const found: StoredRecord[] = [];
     for (const shard of await readdir(this.dir)) {
-      let names: string[];
-      try {
-        names = await readdir(join(this.dir, shard));
-      } catch (error) {
-        if (errnoCode(error) === "ENOTDIR" || errnoCode(error) === "ENOENT") continue;
-        throw describeFsError(error, "read", join(this.dir, shard));
-      }
-      for (const name of names) {
+      for (const name of await listDir(join(this.dir, shard))) {
         const path = join(this.dir, shard, name);
         try {
           const [text, stats] = await Promise.all([readFile(path, "utf8"), stat(path)]);

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { readFile, readdir, unlink } from "node:fs/promises";
+import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import type { BlobStore } from "./blob-store.ts";
 import { describeFsError, errnoCode } from "./errors.ts";
 import type { TempArea } from "./temp-area.ts";
+import { listDir } from "./list-dir.ts";
 
 /** What a stored image name points at: a manifest or an index blob in the content store. */
 export interface ImageRef {
@@ -60,13 +61,7 @@ export class ImageRefs {
   }
 
   async list(): Promise<ImageRef[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") return [];
-      throw describeFsError(error, "read", this.dir);
-    }
+    const names = await listDir(this.dir);
     const refs = await Promise.all(names.filter((name) => name.endsWith(".json")).map((name) => readRef(join(this.dir, name))));
     return refs.filter((ref): ref is ImageRef => ref !== undefined).sort((a, b) => a.name.localeCompare(b.name));
   }

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { unlinkSync } from "node:fs";
-import { readFile, readdir, stat, unlink, utimes } from "node:fs/promises";
+import { readFile, stat, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { describeFsError, errnoCode } from "./errors.ts";
+import { listDir } from "./list-dir.ts";
 import { currentProcessIdentity, ownerStatus, type ProcessIdentity } from "./process-liveness.ts";
 import type { TempArea } from "./temp-area.ts";
 
@@ -69,13 +70,7 @@ export class LeaseRegistry {
 
   /** The leases whose holder still runs; files of dead holders are removed on the way. */
   async live(): Promise<LeaseRecord[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") return [];
-      throw describeFsError(error, "read", this.dir);
-    }
+    const names = await listDir(this.dir);
     const live: LeaseRecord[] = [];
     for (const name of names) {
       if (!name.endsWith(".json")) continue;
