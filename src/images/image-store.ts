@@ -19,6 +19,8 @@ export interface FoundImage {
   ref: ImageRef;
   /** The other names of the same target. */
   aliases: ImageRef[];
+  /** Found by an id (prefix), not by a name. */
+  byId: boolean;
 }
 
 /** The fully qualified name an image is stored under ("app" → "docker.io/library/app:latest"). */
@@ -34,32 +36,31 @@ export function familiarName(name: string): string {
 const ID_PREFIX = /^(sha256:)?[0-9a-f]{4,64}$/;
 
 /**
- * Looks up a stored image by name, or by a prefix of its id (the config digest, as
- * `docker images` shows it) or of its manifest digest. An ambiguous prefix is an error.
+ * Looks up a stored image by name, as docker does first, else by a prefix of its id (the
+ * config digest, as `docker images` shows it) or of its manifest digest. An ambiguous prefix
+ * is an error. `byId` tells which way it was found.
  */
 export async function findImage(store: StateRoot, text: string): Promise<FoundImage | undefined> {
   const refs = await store.listImageRefs();
-  if (ID_PREFIX.test(text)) {
-    const hex = text.replace(/^sha256:/, "");
-    const matches = new Map<string, ImageRef[]>();
-    for (const ref of refs) {
-      const ids = [ref.target.digest, await imageId(store, ref).catch(() => "")];
-      if (ids.some((id) => id.replace(/^sha256:/, "").startsWith(hex))) matches.set(ref.target.digest, [...(matches.get(ref.target.digest) ?? []), ref]);
-    }
-    if (matches.size > 1) throw new UserError(`"${text}" matches ${matches.size} images`, "give more characters of the id, or a name");
-    const [group] = matches.values();
-    if (group !== undefined && group.length > 0) return { ref: group[0] as ImageRef, aliases: group.slice(1) };
-  }
-  let name: string;
+  const isId = ID_PREFIX.test(text);
+  let name: string | undefined;
   try {
     name = storedName(text);
   } catch (error) {
-    if (ID_PREFIX.test(text)) return undefined;
-    throw error;
+    if (!isId) throw error;
   }
   const ref = refs.find((candidate) => candidate.name === name);
-  if (ref === undefined) return undefined;
-  return { ref, aliases: refs.filter((other) => other !== ref && other.target.digest === ref.target.digest) };
+  if (ref !== undefined) return { ref, aliases: refs.filter((other) => other !== ref && other.target.digest === ref.target.digest), byId: false };
+  if (!isId) return undefined;
+  const hex = text.replace(/^sha256:/, "");
+  const matches = new Map<string, ImageRef[]>();
+  for (const candidate of refs) {
+    const ids = [candidate.target.digest, await imageId(store, candidate).catch(() => "")];
+    if (ids.some((id) => id.replace(/^sha256:/, "").startsWith(hex))) matches.set(candidate.target.digest, [...(matches.get(candidate.target.digest) ?? []), candidate]);
+  }
+  if (matches.size > 1) throw new UserError(`"${text}" matches ${matches.size} images`, "give more characters of the id, or a name");
+  const [group] = matches.values();
+  return group !== undefined && group.length > 0 ? { ref: group[0] as ImageRef, aliases: group.slice(1), byId: true } : undefined;
 }
 
 /** Like findImage, but a missing image is an error that says what to do. */

@@ -188,8 +188,7 @@ export async function runRmi(args: Common & { names: string[]; force: boolean })
       failed = true;
       continue;
     }
-    const byId = /^(sha256:)?[0-9a-f]{4,64}$/.test(text) && found.ref.name !== storedName(text);
-    const names = byId ? [found.ref, ...found.aliases] : [found.ref];
+    const names = found.byId ? [found.ref, ...found.aliases] : [found.ref];
     if (byId && names.length > 1 && !args.force) {
       process.stderr.write(`error: image ${text} has several names (${names.map((ref) => familiarName(ref.name)).join(", ")})\nhint: remove them by name, or pass --force to remove them all\n`);
       failed = true;
@@ -262,7 +261,8 @@ export async function runSave(args: Common & { names: string[]; output?: string;
     const configBytes = await readFile(store.blobPath(image.configDigest));
     const diffIds = image.config.rootfs?.diff_ids ?? [];
     const layers = image.manifest.layers.map((layer, index) => ({ ...layer, diffId: diffIds[index] as string, path: store.blobPath(layer.digest) }));
-    const tags = /^(sha256:)?[0-9a-f]{4,64}$/.test(text) && found.ref.name !== safeStoredName(text) ? [] : [found.ref.name];
+    // An image given by id is saved without a name, as docker save does.
+    const tags = found.byId ? [] : [found.ref.name];
     images.push({ config: image.config, configBytes, layers, tags });
   }
   if (args.format === "oci") {
@@ -273,14 +273,6 @@ export async function runSave(args: Common & { names: string[]; output?: string;
     await writeDockerArchive(args.output ?? process.stdout, images.map((image) => ({ config: image.configBytes, layers: image.layers, tags: image.tags.map(familiarName) })));
   }
   return EXIT.ok;
-}
-
-function safeStoredName(text: string): string | undefined {
-  try {
-    return storedName(text);
-  } catch {
-    return undefined;
-  }
 }
 
 export async function runLoad(args: Common & { input?: string; quiet: boolean }): Promise<number> {
