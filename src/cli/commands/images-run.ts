@@ -189,7 +189,7 @@ export async function runRmi(args: Common & { names: string[]; force: boolean })
       continue;
     }
     const names = found.byId ? [found.ref, ...found.aliases] : [found.ref];
-    if (byId && names.length > 1 && !args.force) {
+    if (found.byId && names.length > 1 && !args.force) {
       process.stderr.write(`error: image ${text} has several names (${names.map((ref) => familiarName(ref.name)).join(", ")})\nhint: remove them by name, or pass --force to remove them all\n`);
       failed = true;
       continue;
