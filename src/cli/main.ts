@@ -70,6 +70,11 @@ function skipHelpPrerender(cli: object): void {
 }
 
 function reportError(error: unknown): number {
+  // Ctrl-C during a transfer (pull, push, login): the operation stops with the signal's AbortError.
+  if (error instanceof Error && error.name === "AbortError") {
+    process.stderr.write("interrupted\n");
+    return EXIT.interrupted;
+  }
   if (error instanceof UsageError) {
     process.stderr.write(`tsbuild: ${error.message}\nRun "tsbuild --help" for usage.\n`);
     return EXIT.usage;

@@ -1,10 +1,10 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistry, type RegistryServer } from "../registry/registry-server.ts";
-import { project, requireBuiltCli, temp, tsbuild, busyboxLayout, requireBusyboxImage } from "./helpers.ts";
+import { bin, project, requireBuiltCli, temp, tsbuild, busyboxLayout, requireBusyboxImage } from "./helpers.ts";
 
 const busybox = busyboxLayout;
 let registry: RegistryServer;
@@ -109,6 +109,21 @@ describe("images from and to a registry", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/the image reference is missing/);
   }, 60_000);
+
+  it("stops a pull on Ctrl-C with exit 130, no stack trace, nothing left in tmp/", async () => {
+    const root = temp("root");
+    // Nothing listens on loopback port 1: the pull keeps retrying until it is interrupted.
+    const child = spawn(process.execPath, [bin, "--root", root, "pull", "127.0.0.1:1/never/there:1"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise<void>((resolve) => child.stderr.once("data", () => resolve()));
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (status) => resolve(status)));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/^interrupted$/m);
+    expect(stderr).not.toMatch(/internal error|\s{4}at /);
+    expect(readdirSync(join(root, "tmp"))).toEqual([]);
+  }, 30_000);
 
   it("pins FROM by digest and COPY --from an image", () => {
     const root = temp("root");
