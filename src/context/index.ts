@@ -10,5 +10,6 @@ export type {
   SelectOptions,
 } from "./local-context.ts";
 export { ContextError, type ContextErrorCode } from "./errors.ts";
+export { hashFile } from "./hash.ts";
 export { safeJoin } from "./paths.ts";
 export { DEFAULT_DOCKERFILE_NAME, readDockerfile, resolveDockerfilePath } from "./dockerfile.ts";

@@ -131,6 +131,8 @@ export class LocalContext {
   private readonly cache: ChecksumCache;
   /** Host path -> identity seen by the last select(), used to look up the checksum cache. */
   private readonly identities = new Map<string, FileIdentity>();
+  /** Digests computed by this process but too recent for the persistent cache (identity key, digest), so one build reads a file once. */
+  private readonly recentDigests = new Map<string, { key: string; digest: string }>();
   private readonly descendMemo = new Map<string, boolean>();
   private readonly visibleBelowMemo = new Map<string, boolean>();
 
@@ -237,6 +239,14 @@ export class LocalContext {
       for (const child of children) await this.addRecord(writer, child.path, child, options, yielder);
     }
     return `sha256:${writer.digest()}`;
+  }
+
+  /**
+   * A selected file's content sha256 (hex) as `checksum` saw it: from memory or the
+   * checksum cache when its identity is unchanged, else read once.
+   */
+  fileDigest(file: ContextFile): Promise<string> {
+    return this.contentDigest(file, new Yielder());
   }
 
   /** Saves the checksum cache (atomically: temp file + rename). */
@@ -490,7 +500,7 @@ export class LocalContext {
       identity = fileIdentity(stats);
       this.identities.set(file.hostPath, identity);
     }
-    const cached = this.cache.get(file.hostPath, identity);
+    const cached = this.cache.get(file.hostPath, identity) ?? this.recentDigest(file.hostPath, identity);
     if (cached !== undefined) {
       this.counters.cacheHits++;
       const pause = yielder.tick();
@@ -508,12 +518,18 @@ export class LocalContext {
     this.counters.bytesHashed += hashed.bytes;
     // Remember the digest only if the file did not change while it was read and
     // is old enough that a later change must move its ctime.
-    if (fileIdentity(hashed.stats).key === identity.key && isCacheable(identity.ctimeNs, started)) {
-      this.cache.set(file.hostPath, identity, hashed.digest);
+    if (fileIdentity(hashed.stats).key === identity.key) {
+      if (isCacheable(identity.ctimeNs, started)) this.cache.set(file.hostPath, identity, hashed.digest);
+      else this.recentDigests.set(file.hostPath, { key: identity.key, digest: hashed.digest });
     }
     const pause = yielder.tick();
     if (pause !== undefined) await pause;
     return hashed.digest;
+  }
+
+  private recentDigest(hostPath: string, identity: FileIdentity): string | undefined {
+    const recent = this.recentDigests.get(hostPath);
+    return recent?.key === identity.key ? recent.digest : undefined;
   }
 
   // -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { LayeredFS, type LayerInfo, type StateRoot } from "./store/index.ts";
 import { UserError } from "../user-error.ts";
 import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
-import { applyFileOp } from "./ops/file-op.ts";
+import { applyFileOp, type FileOpResult } from "./ops/file-op.ts";
 import { commitUpperDir } from "./ops/commit.ts";
 import type { ExecResult, MountSource } from "./ops/exec-op.ts";
 import { LayerViews } from "./ops/overlay.ts";
@@ -136,15 +136,23 @@ export class Solver {
     const views = new LayerViews((label) => this.options.store.tempPath(label));
     try {
       const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
-      return await this.layerStep(vertex, base, cacheKey, (layerId) =>
-        this.options.store.createLayer(layerId, (layerDir) =>
-          applyFileOp(op, {
+      return await this.layerStep(vertex, base, cacheKey, async (layerId) => {
+        const reuseKey = this.reuseKey(vertex, inputs);
+        const previous = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
+        let fileIdentities: FileOpResult["fileIdentities"];
+        const layer = await this.options.store.createLayer(layerId, async (layerDir) => {
+          ({ fileIdentities } = await applyFileOp(op, {
             layerDir,
             base: new LayeredFS(base.layers),
             source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views),
-          }),
-        ),
-      );
+            ...(previous ? { previous } : {}),
+          }));
+        });
+        if (reuseKey !== undefined && fileIdentities !== undefined && fileIdentities.size > 0) {
+          await this.options.store.putReusableFiles(reuseKey, { layerId: layer.id, files: fileIdentities });
+        }
+        return layer;
+      });
     } finally {
       await views.close();
     }
@@ -213,6 +221,18 @@ export class Solver {
     await this.options.store.putCacheRecord({ key: cacheKey, layers: layers.map((info) => info.id), description: vertex.name });
     this.emit({ type: "done", vertex: vertex.digest, name: vertex.name, durationMs: Date.now() - started });
     return { kind: "layers", layers, cacheKey: bypass ? sha256(`${cacheKey} ${layerId}`) : cacheKey };
+  }
+
+  /**
+   * Names a step that copies from a local context across its runs: its op and the context
+   * directories, not their contents nor the base it copies onto (a layer's files do not
+   * depend on the base). Undefined when the cache is bypassed: then everything is copied.
+   */
+  private reuseKey(vertex: Vertex, inputs: SolveResult[]): string | undefined {
+    if (this.options.noCache || vertex.ignoreCache === true) return undefined;
+    const contexts = inputs.flatMap((input) => (input.kind === "context" ? [input.context.dir] : []));
+    if (contexts.length === 0) return undefined;
+    return sha256(canonicalJson({ reuse: vertex.op, contexts }));
   }
 
   /** The op and its inputs, plus the checksum of context directories bound into it (secrets and cache mounts never count). */
@@ -311,7 +331,7 @@ export class Solver {
   private sourceTree(input: SolveResult | undefined, selection: Selection | undefined, views: LayerViews): SourceTree {
     if (input?.kind === "context") {
       if (!selection) throw new Error("a copy from a local context was not selected");
-      return new ContextTree(selection);
+      return new ContextTree(selection, input.context);
     }
     const layers = input?.layers ?? [];
     return new LayerTree(layers, views.lazy(layers));

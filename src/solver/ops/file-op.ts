@@ -1,4 +1,5 @@
 import { chmod, copyFile, lchown, lstat, mkdir, symlink, utimes, writeFile, rm } from "node:fs/promises";
+import { linkSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
 import pLimit from "p-limit";
 import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
@@ -9,6 +10,7 @@ import { resolveOwner } from "../users.ts";
 import { LayerTree, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
+import { fileIdentity, linkFiles, unchangedFiles, type PreviousFiles } from "./link-files.ts";
 import { mountOverlay, unmount } from "./overlay.ts";
 
 export interface FileOpContext {
@@ -18,6 +20,13 @@ export interface FileOpContext {
   base: LayeredFS;
   /** Where a copy action's sources come from. */
   source: (action: CopyAction) => SourceTree;
+  /** The layer this step wrote last time: unchanged context files are linked from it. */
+  previous?: PreviousFiles;
+}
+
+export interface FileOpResult {
+  /** Layer path → identity of the context files copied in bulk; undefined when they cannot be vouched for. */
+  fileIdentities: ReadonlyMap<string, string> | undefined;
 }
 
 interface Owner {
@@ -32,13 +41,14 @@ const TAR_COPY_THRESHOLD = 64;
 const copyLimit = pLimit(32);
 
 /** Writes a file op's changes into a new layer directory (overlay upper-dir format). */
-export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<void> {
-  const writer = new LayerWriter(context.layerDir, context.base);
+export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<FileOpResult> {
+  const writer = new LayerWriter(context.layerDir, context.base, context.previous);
   for (const action of op.actions) {
     if (action.action === "mkdir") await mkdirAction(writer, action);
     else if (action.action === "mkfile") await mkfileAction(writer, action);
     else await copyAction(writer, action, context.source(action));
   }
+  return { fileIdentities: writer.fileIdentities };
 }
 
 async function ownerFor(writer: LayerWriter, spec: CopyAction["chown"]): Promise<Owner | undefined> {
@@ -56,6 +66,7 @@ async function mkfileAction(writer: LayerWriter, action: MkfileAction): Promise<
   const owner = (await ownerFor(writer, action.chown)) ?? ROOT;
   const path = await writer.resolveParent(action.path);
   await writer.ensureDirectory(posix.dirname(path), ROOT);
+  writer.fileIdentities?.delete(path);
   const host = writer.hostPath(path);
   await rm(host, { recursive: true, force: true });
   await writeFile(host, action.data, { mode: action.mode });
@@ -90,19 +101,37 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
       await writer.ensureDirectory(target, parentOwner);
       await writer.setMetadata(target, ownerOf(source.entry), modeOf(source.entry));
       if (!tree.keepsOwnership && source.children.length >= TAR_COPY_THRESHOLD && source.entry.hostPath) {
-        // A large directory from the context: one tar pipeline instead of a system call per file.
+        // A large directory from the context: files unchanged since the step's last run are linked
+        // from its layer, the rest goes through one tar pipeline instead of a system call per file.
+        const owner = chownOwner ?? ROOT;
+        const toDir = writer.hostPath(target);
+        const unchanged = writer.fileIdentities
+          ? unchangedFiles({
+              children: source.children,
+              layerPath: target,
+              identityOf: (child) => fileIdentity(child, modeOf(child), owner),
+              previous: writer.previous,
+              record: writer.fileIdentities,
+            })
+          : new Map<TreeEntry, string>();
+        const linked = await linkFiles(source.children, toDir, unchanged);
         await copyWithTar({
           fromDir: source.entry.hostPath,
-          paths: source.children.map((child) => child.path),
-          toDir: writer.hostPath(target),
-          owner: chownOwner ?? ROOT,
+          paths: source.children.filter((child) => !linked.has(child)).map((child) => child.path),
+          toDir,
+          owner,
           ...(action.chmod ? { chmod: action.chmod } : {}),
         });
         continue;
       }
       if (tree instanceof LayerTree && source.children.length >= TAR_COPY_THRESHOLD) {
-        // A large directory of another stage: the kernel merges its layers (a read-only overlay), tar copies.
-        await copyFromLayersWithTar(tree, source, writer.hostPath(target), join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
+        // A large directory of another stage. Kept as they are, its files are linked from the layers that
+        // hold them; the rest is copied by tar from a read-only overlay of those layers.
+        for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
+        const toDir = writer.hostPath(target);
+        const linked = chownOwner || action.chmod ? new Set<TreeEntry>() : await linkFiles(source.children, toDir, await layerFiles(tree, source));
+        const rest = source.children.filter((child) => !linked.has(child)).map((child) => child.path);
+        await copyFromLayersWithTar(tree, source.source, rest, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
           ...(chownOwner ? { owner: chownOwner } : {}),
           ...(action.chmod ? { chmod: action.chmod } : {}),
         });
@@ -119,6 +148,8 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
       if (action.unpackArchives && source.entry.type === "file" && source.entry.hostPath !== undefined) {
         const compression = await detectArchive(source.entry.hostPath);
         if (compression !== undefined) {
+          // What the archive overwrites is not known here: this layer's files are not recorded for reuse.
+          writer.fileIdentities = undefined;
           await writer.ensureDirectory(destPath, parentOwner);
           await unpackArchive(source.entry.hostPath, writer.hostPath(destPath), {
             name: source.source,
@@ -136,9 +167,22 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
 
 let mountCount = 0;
 
+/** The regular files among a source's children, each with the file in a layer that holds it. */
+async function layerFiles(tree: LayerTree, source: MatchedSource): Promise<Map<TreeEntry, string>> {
+  const files = source.children.filter((child) => child.type === "file");
+  const hostPaths = await Promise.all(files.map((child) => tree.layerFile(posix.join("/", source.source, child.path))));
+  const found = new Map<TreeEntry, string>();
+  for (const [index, child] of files.entries()) {
+    const hostPath = hostPaths[index];
+    if (hostPath !== undefined) found.set(child, hostPath);
+  }
+  return found;
+}
+
 async function copyFromLayersWithTar(
   tree: LayerTree,
-  source: MatchedSource,
+  sourcePath: string,
+  paths: readonly string[],
   toDir: string,
   mountDir: string,
   options: { owner?: Owner; chmod?: string },
@@ -146,7 +190,7 @@ async function copyFromLayersWithTar(
   const view = join(mountDir, "view");
   await mountOverlay({ lower: tree.layers, target: view, emptyDir: join(mountDir, "empty") });
   try {
-    await copyWithTar({ fromDir: join(view, source.source), paths: source.children.map((child) => child.path), toDir, ...options });
+    await copyWithTar({ fromDir: join(view, sourcePath), paths, toDir, ...options });
   } finally {
     await unmount(view);
     await rm(mountDir, { recursive: true, force: true });
@@ -168,10 +212,14 @@ class LayerWriter {
   private readonly newDirectories = new Set<string>();
   /** Paths this op wrote, so a later source writing the same path replaces it. */
   private readonly written = new Set<string>();
+  /** Context files written in bulk, by layer path (see link-unchanged.ts); a path written again otherwise leaves it. */
+  fileIdentities: Map<string, string> | undefined = new Map();
 
   constructor(
     private readonly layerDir: string,
     private readonly base: LayeredFS,
+    /** The layer this step wrote last time, to link unchanged context files from. */
+    readonly previous: PreviousFiles | undefined,
   ) {}
 
   hostPath(path: string): string {
@@ -236,6 +284,7 @@ class LayerWriter {
     const parentIsNew = this.newDirectories.has(posix.dirname(path)) && !this.written.has(path);
     const existing = parentIsNew ? undefined : await lstat(host).catch(() => undefined);
     this.written.add(path);
+    this.fileIdentities?.delete(path);
     if (entry.type === "dir") {
       if (!existing?.isDirectory()) {
         if (existing) await rm(host, { recursive: true, force: true });
@@ -254,6 +303,11 @@ class LayerWriter {
       return;
     }
     if (!entry.hostPath) throw new BuildStepError(`cannot read ${path}: its content is not available`);
+    const identity = fileIdentity(entry, mode, owner);
+    if (identity !== undefined && this.linkPrevious(path, identity)) {
+      this.fileIdentities?.set(path, identity);
+      return;
+    }
     // copyFile gives the copy the source's mode and us as owner: change only what differs.
     await copyFile(entry.hostPath, host);
     if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
@@ -261,5 +315,17 @@ class LayerWriter {
     if ((mode & 0o7777) !== (entry.mode & 0o7777) || (mode & 0o6000) !== 0) await chmod(host, mode & 0o7777);
     const mtime = entry.mtimeMs ?? (await lstat(entry.hostPath)).mtimeMs;
     await utimes(host, mtime / 1000, mtime / 1000);
+    if (identity !== undefined) this.fileIdentities?.set(path, identity);
+  }
+
+  /** Links `path` from the previous run's layer if that wrote the same file there. */
+  private linkPrevious(path: string, identity: string): boolean {
+    if (this.previous?.files.get(path) !== identity) return false;
+    try {
+      linkSync(join(this.previous.dir, path), this.hostPath(path));
+      return true;
+    } catch {
+      return false; // pruned meanwhile: copy it
+    }
   }
 }

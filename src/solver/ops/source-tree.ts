@@ -1,7 +1,7 @@
 import type { Stats } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join, posix } from "node:path";
-import type { SelectedEntry, Selection } from "../../context/index.ts";
+import type { LocalContext, SelectedEntry, Selection } from "../../context/index.ts";
 import { IgnoreMatcher, hasMeta, matchPath, parseDockerignore } from "../../parser/index.ts";
 import { LayeredFS, type LayerInfo } from "../store/index.ts";
 import { BuildStepError } from "../errors.ts";
@@ -19,6 +19,10 @@ export interface TreeEntry {
   mtimeMs?: number;
   /** Where a file's content is on the host. */
   hostPath?: string;
+  /** A file's size in bytes, when known. */
+  size?: number;
+  /** A context file's content sha256 (hex), as the step's cache key saw it. */
+  digest?: string;
 }
 
 export interface MatchedSource {
@@ -39,25 +43,34 @@ export interface SourceTree {
 /** Sources from a local context, already selected (the cache key needed the same selection). */
 export class ContextTree implements SourceTree {
   readonly keepsOwnership = false;
-  constructor(private readonly selection: Selection) {}
+  constructor(
+    private readonly selection: Selection,
+    private readonly context: LocalContext,
+  ) {}
 
   async match(): Promise<MatchedSource[]> {
-    return this.selection.entries.map((selected) => fromSelected(selected));
+    const matched: MatchedSource[] = [];
+    for (const selected of this.selection.entries) matched.push(await this.fromSelected(selected));
+    return matched;
   }
-}
 
-function fromSelected(selected: SelectedEntry): MatchedSource {
-  const toEntry = (file: SelectedEntry["stat"]): TreeEntry => ({
-    path: file.path,
-    type: file.type,
-    mode: file.mode,
-    uid: file.uid,
-    gid: file.gid,
-    mtimeMs: file.mtimeMs,
-    ...(file.linkTarget !== undefined ? { linkTarget: file.linkTarget } : {}),
-    hostPath: file.hostPath,
-  });
-  return { source: selected.source, entry: { ...toEntry(selected.stat), path: "" }, children: (selected.children ?? []).map(toEntry) };
+  private async fromSelected(selected: SelectedEntry): Promise<MatchedSource> {
+    const toEntry = async (file: SelectedEntry["stat"]): Promise<TreeEntry> => ({
+      path: file.path,
+      type: file.type,
+      mode: file.mode,
+      uid: file.uid,
+      gid: file.gid,
+      mtimeMs: file.mtimeMs,
+      ...(file.linkTarget !== undefined ? { linkTarget: file.linkTarget } : {}),
+      hostPath: file.hostPath,
+      // Served from memory: the cache key read every selected file already.
+      ...(file.type === "file" ? { digest: await this.context.fileDigest(file) } : {}),
+    });
+    const children: TreeEntry[] = [];
+    for (const child of selected.children ?? []) children.push(await toEntry(child));
+    return { source: selected.source, entry: { ...(await toEntry(selected.stat)), path: "" }, children };
+  }
 }
 
 /** Sources from a layered filesystem (COPY --from a stage or an image). */
@@ -100,6 +113,11 @@ export class LayerTree implements SourceTree {
     return matched;
   }
 
+  /** The file in one of the layers behind a regular file (`path` is absolute in the image), to link it. */
+  layerFile(path: string): Promise<string | undefined> {
+    return this.fs.regularFileHostPath(path);
+  }
+
   /** Absolute paths a pattern names: symlinks in parent components resolved inside the root, wildcards per component. */
   private async expand(pattern: string): Promise<string[]> {
     const clean = posix.normalize(`/${pattern}`);
@@ -129,7 +147,7 @@ export class LayerTree implements SourceTree {
   private async entry(path: string, relative: string): Promise<TreeEntry | undefined> {
     const stat = await this.fs.lstat(path);
     if (!stat || (stat.type !== "file" && stat.type !== "dir" && stat.type !== "symlink")) return undefined;
-    const entry: TreeEntry = { path: relative, type: stat.type, mode: stat.mode, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
+    const entry: TreeEntry = { path: relative, type: stat.type, mode: stat.mode, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs, size: stat.size };
     if (stat.type === "symlink") entry.linkTarget = stat.linkTarget ?? (await this.fs.readlink(path));
     if (stat.type === "file") {
       const hostPath = await this.fs.hostPath(path);
@@ -164,7 +182,7 @@ async function walkDirectory(dir: string, relative: string, exclude: IgnoreMatch
     const type = stat.isDirectory() ? "dir" : stat.isFile() ? "file" : stat.isSymbolicLink() ? "symlink" : undefined;
     if (!type) continue;
     const host = join(dir, name);
-    const entry: TreeEntry = { path: childRelative, type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
+    const entry: TreeEntry = { path: childRelative, type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs, size: stat.size };
     if (type === "symlink") entry.linkTarget = await readlink(host);
     if (type === "file") entry.hostPath = host;
     entries.push(entry);

@@ -3,6 +3,7 @@ export type { CacheRecord } from "./cache-index.ts";
 export type { LayerInfo, LayerFill, LayerFillResult } from "./layer-store.ts";
 export type { Lease } from "./leases.ts";
 export type { ImageRef } from "./image-refs.ts";
+export type { ReusableFiles } from "./file-reuse.ts";
 export { writeFileAtomic } from "./atomic-file.ts";
 export { ensureDir } from "./ensure-dir.ts";
 export type { DiskUsage, PruneResult } from "./maintenance.ts";

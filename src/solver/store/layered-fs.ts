@@ -134,6 +134,12 @@ export class LayeredFS {
     return entry === undefined || entry.stats.isDirectory() ? undefined : entry.hostPath;
   }
 
+  /** The file in a layer that backs a regular file (to link it); undefined for anything else. */
+  async regularFileHostPath(path: string): Promise<string | undefined> {
+    const entry = await this.entry(await this.resolve(path, { followFinal: false }));
+    return entry?.stats.isFile() ? entry.hostPath : undefined;
+  }
+
   /**
    * Resolves symlinks in every component, inside the image: ".." stops at "/", and an
    * absolute target starts again from "/". Components after a missing one are kept as

@@ -11,6 +11,8 @@ export interface Layout {
   cache: string;
   /** Layers: snapshots/<id>/{fs/,meta.json}. */
   snapshots: string;
+  /** What a step last wrote, for linking unchanged files on its next run: reuse/<shard>/<key>.json. */
+  reuse: string;
   /** Image names: images/<sha256 of the name>.json. */
   images: string;
   locks: string;
@@ -32,6 +34,7 @@ export function layoutOf(root: string): Layout {
     blobs: join(root, "content", "blobs"),
     cache: join(root, "cache"),
     snapshots: join(root, "snapshots"),
+    reuse: join(root, "reuse"),
     images: join(root, "images"),
     locks,
     leases: join(locks, "leases"),

@@ -1,6 +1,7 @@
 import { rename, rm, stat } from "node:fs/promises";
 import { listBlobs } from "./blob-store.ts";
 import type { CacheIndex, StoredRecord } from "./cache-index.ts";
+import type { FileReuseIndex } from "./file-reuse.ts";
 import type { ImageRefs } from "./image-refs.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import type { LayerStore } from "./layer-store.ts";
@@ -33,6 +34,7 @@ export interface MaintenanceParts {
   cache: CacheIndex;
   layers: LayerStore;
   images: ImageRefs;
+  reuse: FileReuseIndex;
 }
 
 async function takeInventory(parts: MaintenanceParts): Promise<Inventory> {
@@ -115,6 +117,7 @@ export async function prune(parts: MaintenanceParts, options: PruneOptions): Pro
   }
   // If this process dies here, the claimed entries are under our pid in tmp/ and the next open removes them.
   for (const path of claimed) await rm(path, { recursive: true, force: true });
+  await parts.reuse.removeDangling((id) => parts.layers.exists(id));
   await parts.temp.removeStale();
   return result;
 }

@@ -5,6 +5,7 @@ import { writeFileAtomic } from "./atomic-file.ts";
 import { BlobStore } from "./blob-store.ts";
 import { CacheIndex, type CacheRecord } from "./cache-index.ts";
 import { ensureDir } from "./ensure-dir.ts";
+import { FileReuseIndex, type ReusableFiles } from "./file-reuse.ts";
 import { ImageRefs, type ImageRef } from "./image-refs.ts";
 import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import { LayerStore, type LayerFill, type LayerInfo } from "./layer-store.ts";
@@ -32,6 +33,7 @@ export class StateRoot {
   private readonly cache: CacheIndex;
   private readonly layers: LayerStore;
   private readonly images: ImageRefs;
+  private readonly reuse: FileReuseIndex;
   private readonly leases: LeaseRegistry;
   private readonly maintenance: MaintenanceParts;
 
@@ -43,9 +45,10 @@ export class StateRoot {
     this.blobs = new BlobStore(layout.blobs, this.temp, gate);
     this.layers = new LayerStore(layout.snapshots, this.temp, gate);
     this.cache = new CacheIndex(layout.cache, this.temp, gate, (id) => this.layers.exists(id));
+    this.reuse = new FileReuseIndex(layout.reuse, this.temp);
     this.leases = new LeaseRegistry(layout.leases, this.temp);
     this.images = new ImageRefs(layout.images, this.temp, this.blobs);
-    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers, images: this.images };
+    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers, images: this.images, reuse: this.reuse };
   }
 
   /** Opens (creating if needed) the root at `dir`, and removes temp entries left by dead processes. */
@@ -130,6 +133,21 @@ export class StateRoot {
   /** Creates a whiteout (char device 0:0) at `path`, for use inside `createLayer`'s fill. */
   createWhiteout(path: string): Promise<void> {
     return createWhiteout(path, { template: this.layout.whiteout });
+  }
+
+  // Files to link instead of copy when a step runs again
+
+  /** What the step `key` last wrote and the directory of that layer, if it still exists (counts as a use of it). */
+  async getReusableFiles(key: string): Promise<{ dir: string; files: ReusableFiles["files"] } | undefined> {
+    const found = await this.reuse.get(key);
+    if (found === undefined) return undefined;
+    const layer = await this.layers.info(found.layerId).catch(() => undefined);
+    return layer && { dir: layer.dir, files: found.files };
+  }
+
+  /** Records what a step wrote into `reusable.layerId` (created already), replacing the step's earlier record. */
+  putReusableFiles(key: string, reusable: ReusableFiles): Promise<void> {
+    return this.reuse.put(key, reusable);
   }
 
   // Image names (the local image store)

@@ -1,0 +1,185 @@
+import { lstatSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { busyboxLayout, project, requireBuiltCli, requireBusyboxImage, temp, tsbuild } from "./helpers.ts";
+
+/*
+ * A copy may hard-link a file that already is in another layer exactly as the copy would
+ * write it. These tests check that it happens, and that nothing can tell: the image is the
+ * one a fresh build makes, and no layer ever changes.
+ */
+
+beforeAll(requireBuiltCli);
+
+/** Directories a build creates get its time, clamped to SOURCE_DATE_EPOCH: comparable images need one. */
+const epoch = String(Math.floor(Date.now() / 1000) - 60);
+
+function build(dir: string, root: string, extra: string[] = []) {
+  const result = tsbuild(["build", "--root", root, "--progress", "plain", ...extra, dir], { env: { SOURCE_DATE_EPOCH: epoch } });
+  if (result.code !== 0) throw new Error(`tsbuild build failed (${result.code}):\n${result.stderr}`);
+  return result;
+}
+
+/** The layer diffIds of the image in an OCI layout. */
+function diffIds(layout: string): string[] {
+  const blob = (digest: string) => JSON.parse(readFileSync(join(layout, "blobs", ...digest.split(":")), "utf8"));
+  const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8"));
+  const manifest = blob(index.manifests[0].digest);
+  return blob(manifest.config.digest).rootfs.diff_ids;
+}
+
+/** Every copy of an image path among the root's layers: its inode and content. */
+function copiesInLayers(root: string, imagePath: string): { ino: number; content: string }[] {
+  const copies = [];
+  for (const id of readdirSync(join(root, "snapshots"))) {
+    const path = join(root, "snapshots", id, "fs", imagePath);
+    try {
+      if (!lstatSync(path).isFile()) continue;
+    } catch {
+      continue;
+    }
+    copies.push({ ino: statSync(path).ino, content: readFileSync(path, "utf8") });
+  }
+  return copies;
+}
+
+/** Gives every file and directory of a context one old mtime (with a fraction), which images then keep (it is before the epoch). */
+function settle(dir: string): string {
+  const old = 1_577_836_800.5;
+  const visit = (path: string) => {
+    if (lstatSync(path).isDirectory()) for (const name of readdirSync(path)) visit(join(path, name));
+    if (!lstatSync(path).isSymbolicLink()) utimesSync(path, old, old);
+  };
+  visit(dir);
+  return dir;
+}
+
+function manyFiles(count: number, prefix = "many"): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < count; i++) files[`${prefix}/${i % 2 ? "sub/" : ""}f${i}.txt`] = `file ${i}\n`;
+  return files;
+}
+
+describe("copies that link", () => {
+  it("link a rebuilt step's unchanged files from its last layer, and give the image a fresh build gives", () => {
+    const dir = settle(
+      project({
+        Dockerfile: "FROM scratch\nCOPY many/ /m/\nCOPY big/ /big/\n",
+        ...manyFiles(100),
+        "big/a.bin": "a".repeat(100_000),
+        "big/b.bin": "b".repeat(100_000),
+      }),
+    );
+    const root = temp("root");
+    build(dir, root);
+    writeFileSync(join(dir, "many", "sub", "f1.txt"), "changed\n");
+    writeFileSync(join(dir, "big", "b.bin"), "B".repeat(100_000));
+    settle(dir);
+    const incremental = join(temp("layout"), "image");
+    const rebuilt = build(dir, root, ["-o", `type=oci-layout,dest=${incremental}`]).stderr;
+    expect(rebuilt).toMatch(/COPY many\/ \/m\/\n#\d+ DONE/);
+
+    // Unchanged files: one inode in both runs' layers; changed ones: their own.
+    const unchanged = copiesInLayers(root, "m/f0.txt");
+    expect(unchanged).toHaveLength(2);
+    expect(unchanged[0]?.ino).toBe(unchanged[1]?.ino);
+    expect(new Set(copiesInLayers(root, "big/a.bin").map((copy) => copy.ino)).size).toBe(1);
+    const changed = copiesInLayers(root, "m/sub/f1.txt");
+    expect(new Set(changed.map((copy) => copy.content))).toEqual(new Set(["file 1\n", "changed\n"]));
+    expect(changed[0]?.ino).not.toBe(changed[1]?.ino);
+    expect(new Set(copiesInLayers(root, "big/b.bin").map((copy) => copy.ino)).size).toBe(2);
+
+    const fresh = join(temp("layout"), "image");
+    build(dir, temp("root"), ["-o", `type=oci-layout,dest=${fresh}`]);
+    expect(diffIds(incremental)).toEqual(diffIds(fresh));
+  });
+
+  it("never link a file whose content changed while its size and mtime stayed the same", () => {
+    const dir = settle(project({ Dockerfile: "FROM scratch\nCOPY many/ /m/\n", ...manyFiles(80) }));
+    const file = join(dir, "many", "f0.txt");
+    const root = temp("root");
+    build(dir, root);
+    writeFileSync(file, "file X\n");
+    settle(dir);
+    const dest = temp("out");
+    build(dir, root, ["-o", dest]);
+    expect(readFileSync(join(dest, "m", "f0.txt"), "utf8")).toBe("file X\n");
+  });
+
+  it("copy what a later source no longer replaces, instead of linking what it wrote", () => {
+    const files: Record<string, string> = { Dockerfile: "FROM scratch\nCOPY one/ two/ /d/\n", ...manyFiles(70, "one"), ...manyFiles(70, "two") };
+    files["one/x"] = "from one\n";
+    const dir = project(files);
+    symlinkSync("f0.txt", join(dir, "two", "x"));
+    const root = temp("root");
+    const first = temp("out");
+    build(dir, root, ["-o", first]);
+    expect(lstatSync(join(first, "d", "x")).isSymbolicLink()).toBe(true);
+    rmSync(join(dir, "two", "x"));
+    const second = temp("out");
+    build(dir, root, ["-o", second]);
+    expect(lstatSync(join(second, "d", "x")).isFile()).toBe(true);
+    expect(readFileSync(join(second, "d", "x"), "utf8")).toBe("from one\n");
+  });
+
+  it("link COPY --from files from the stage's layers, unless --chown or --chmod changes them", () => {
+    const dir = settle(
+      project({
+        Dockerfile: "FROM scratch AS a\nCOPY many/ /m/\nFROM scratch\nCOPY --from=a /m/ /copy/\nCOPY --from=a --chown=5:6 /m/ /owned/\nCOPY --from=a --chmod=600 /m/ /private/\n",
+        ...manyFiles(90),
+      }),
+    );
+    const root = temp("root");
+    const layout = join(temp("layout"), "image");
+    const dest = temp("out");
+    build(dir, root, ["-o", `type=oci-layout,dest=${layout}`, "-o", dest]);
+    const source = copiesInLayers(root, "m/sub/f1.txt");
+    expect(source).toHaveLength(1);
+    expect(copiesInLayers(root, "copy/sub/f1.txt")[0]?.ino).toBe(source[0]?.ino);
+    expect(copiesInLayers(root, "owned/sub/f1.txt")[0]?.ino).not.toBe(source[0]?.ino);
+    expect(copiesInLayers(root, "private/sub/f1.txt")[0]?.ino).not.toBe(source[0]?.ino);
+    const layerFile = (path: string) => readdirSync(join(root, "snapshots")).map((id) => join(root, "snapshots", id, "fs", path)).find((file) => lstatSync(file, { throwIfNoEntry: false }));
+    expect(statSync(layerFile("owned/sub/f1.txt") ?? "").uid).toBe(5);
+    expect(statSync(layerFile("private/sub/f1.txt") ?? "").mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dest, "copy", "sub", "f1.txt"), "utf8")).toBe("file 1\n");
+
+    const fresh = join(temp("layout"), "image");
+    build(dir, temp("root"), ["--no-cache", "-o", `type=oci-layout,dest=${fresh}`]);
+    expect(diffIds(layout)).toEqual(diffIds(fresh));
+  });
+
+  it("leave a linked file's first layer untouched when a RUN step changes it", () => {
+    requireBusyboxImage();
+    const dir = project({ Dockerfile: "FROM busybox\nCOPY many/ /m/\nRUN echo more >> /m/f0.txt && chmod 600 /m/f2.txt\n", ...manyFiles(80) });
+    const root = temp("root");
+    const context = ["--build-context", `busybox=oci-layout://${busyboxLayout}:latest`];
+    build(dir, root, context);
+    writeFileSync(join(dir, "many", "f4.txt"), "edited\n");
+    const dest = temp("out");
+    build(dir, root, [...context, "-o", dest]);
+    expect(readFileSync(join(dest, "m", "f0.txt"), "utf8")).toBe("file 0\nmore\n");
+    for (const copy of copiesInLayers(root, "m/f0.txt")) expect(["file 0\n", "file 0\nmore\n"]).toContain(copy.content);
+    const copyLayers = copiesInLayers(root, "m/f0.txt").filter((copy) => copy.content === "file 0\n");
+    expect(copyLayers).toHaveLength(2);
+    expect(copyLayers[0]?.ino).toBe(copyLayers[1]?.ino);
+    for (const id of readdirSync(join(root, "snapshots"))) {
+      const path = join(root, "snapshots", id, "fs", "m", "f2.txt");
+      const stats = lstatSync(path, { throwIfNoEntry: false });
+      if (stats?.isFile() && stats.nlink > 1) expect(stats.mode & 0o777).toBe(0o644);
+    }
+  });
+
+  it("copy everything after prune removed the last layer, and prune removes the record of it", () => {
+    const dir = project({ Dockerfile: "FROM scratch\nCOPY many/ /m/\n", ...manyFiles(80) });
+    const root = temp("root");
+    build(dir, root);
+    expect(readdirSync(join(root, "reuse"))).not.toHaveLength(0);
+    expect(tsbuild(["prune", "--all", "--root", root]).code).toBe(0);
+    expect(readdirSync(join(root, "reuse")).flatMap((shard) => readdirSync(join(root, "reuse", shard)))).toHaveLength(0);
+    writeFileSync(join(dir, "many", "f0.txt"), "after prune\n");
+    const dest = temp("out");
+    build(dir, root, ["-o", dest]);
+    expect(readFileSync(join(dest, "m", "f0.txt"), "utf8")).toBe("after prune\n");
+    expect(readFileSync(join(dest, "m", "f2.txt"), "utf8")).toBe("file 2\n");
+  });
+});
