@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { LayerSource } from "./layer-blob.ts";
 import { makeSpecialNodes, type SpecialNode } from "./mknod.ts";
 import { normalizeOpaqueDir } from "./paths.ts";
-import { deviceNumbers, walkLayer, type LayerDirEntry } from "./walk.ts";
+import { deviceNumbers, inodeKey, walkLayer, type LayerDirEntry } from "./walk.ts";
 
 export interface ExportLocalOptions {
   /** Give files the uid/gid they have in the image (needs root). Default: they belong to the exporting user, as with BuildKit's local exporter. */
@@ -47,8 +47,10 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
     const opaque = new Set(layer.opaqueDirs.map(normalizeOpaqueDir));
     if (opaqueAbove.has("")) break; // an upper layer replaced the whole root
     const newHidden: string[] = [];
-    /** dev:ino → dest path, to keep hard links of this layer linked. */
-    const links = new Map<string, string>();
+    /** dev:ino → dest path of its first copy, to keep hard links of this layer linked. */
+    const firstCopies = new Map<string, string>();
+    /** [first copy, later path]: linked once the copies are done. */
+    const laterLinks: [string, string][] = [];
 
     await walkLayer(layer.dir, async (entry: LayerDirEntry) => {
       const { path, stat } = entry;
@@ -66,18 +68,21 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
       newHidden.push(path);
       if (madeDirs.has(path) || entry.kind === "whiteout" || entry.kind === "socket") return;
       if (!destWasEmpty) await removeExisting(target);
-      const first = entry.kind === "file" && stat.nlink > 1 ? await linkKey(entry, links, target) : undefined;
-      if (first !== undefined) {
-        await link(first, target);
-        return;
+      // A link count above 1 may be a file shared with another layer, or one linked within this layer.
+      if (entry.kind === "file" && stat.nlink > 1) {
+        const key = await inodeKey(entry);
+        const first = firstCopies.get(key);
+        if (first !== undefined) {
+          laterLinks.push([first, target]);
+          return;
+        }
+        firstCopies.set(key, target);
       }
       switch (entry.kind) {
         case "file":
           // Each path is written once (upper layers first), so copies can run side by side;
           // copyFile gives the copy the source's mode.
-          // A hard-linked file is copied now: later links of this layer point at it.
-          if (stat.nlink > 1) await copyOne(entry.abs, target, stat, chownTo);
-          else copies.push(() => copyOne(entry.abs, target, stat, chownTo));
+          copies.push(() => copyOne(entry.abs, target, stat, chownTo));
           return;
         case "symlink":
           copies.push(async () => {
@@ -98,6 +103,7 @@ export async function exportLocal(layers: readonly LayerSource[], dest: string, 
       }
     });
     await Promise.all(copies.splice(0).map((copy) => copyLimit(copy)));
+    for (const [first, target] of laterLinks) await link(first, target);
     for (const path of newHidden) hidden.add(path);
     for (const dir of opaque) opaqueAbove.add(dir);
   }
@@ -125,14 +131,6 @@ async function copyOne(source: string, target: string, stat: Stats, chownTo: boo
 
 /** Copies are bound by per-file system calls: keep many in flight. */
 const copyLimit = pLimit(32);
-
-async function linkKey(entry: LayerDirEntry, links: Map<string, string>, target: string): Promise<string | undefined> {
-  const exact = await lstat(entry.abs, { bigint: true });
-  const key = `${exact.dev}:${exact.ino}`;
-  const first = links.get(key);
-  if (first === undefined) links.set(key, target);
-  return first;
-}
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
   try {

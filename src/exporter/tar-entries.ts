@@ -1,9 +1,9 @@
 import { createReadStream } from "node:fs";
-import { lstat, readlink } from "node:fs/promises";
+import { readlink } from "node:fs/promises";
 import type { Pack } from "tar-stream";
 import { ExporterError } from "./errors.ts";
 import { addTarEntry, setOwnerAndTime, type TarHeader } from "./tar-util.ts";
-import { deviceNumbers, type LayerDirEntry } from "./walk.ts";
+import { deviceNumbers, inodeKey, type LayerDirEntry } from "./walk.ts";
 
 /** Files up to this size are read whole, a few ahead of the tar writer, instead of streamed. */
 const SMALL_FILE = 64 * 1024;
@@ -69,9 +69,7 @@ export class FsEntryWriter {
   /** Writes a tar hard link if this inode was already written under another name. */
   private async hardLink(entry: LayerDirEntry, header: (fields: TarHeader) => TarHeader): Promise<boolean> {
     if (entry.stat.nlink < 2) return false;
-    // Exact inode numbers: they may not fit a double.
-    const exact = await lstat(entry.abs, { bigint: true });
-    const key = `${exact.dev}:${exact.ino}`;
+    const key = await inodeKey(entry);
     const first = this.links.get(key);
     if (first === undefined) {
       this.links.set(key, entry.path);

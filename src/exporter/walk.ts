@@ -29,6 +29,17 @@ export const READ_AHEAD = 16;
 /** How many lstat calls of one directory run at once. */
 export const STAT_CONCURRENCY = 64;
 
+/**
+ * "dev:ino" of an entry, to find the paths of one inode. From the walk's stat when the
+ * numbers are exact (a double holds integers up to 2^53), else from a bigint lstat.
+ */
+export async function inodeKey(entry: LayerDirEntry): Promise<string> {
+  const { dev, ino } = entry.stat;
+  if (Number.isSafeInteger(dev) && Number.isSafeInteger(ino)) return `${dev}:${ino}`;
+  const exact = await lstat(entry.abs, { bigint: true });
+  return `${exact.dev}:${exact.ino}`;
+}
+
 export function entryKind(stat: Stats): LayerEntryKind {
   if (stat.isDirectory()) return "dir";
   if (stat.isFile()) return "file";

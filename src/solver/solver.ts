@@ -138,15 +138,19 @@ export class Solver {
       const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
       return await this.layerStep(vertex, base, cacheKey, async (layerId) => {
         const reuseKey = this.reuseKey(vertex, inputs);
-        const previous = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
+        const reusable = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
+        const previous = reusable && { dir: reusable.layer.dir, inodesOf: [reusable.layer.id, ...reusable.layer.linkedFrom], files: reusable.files };
         let fileIdentities: FileOpResult["fileIdentities"];
         const layer = await this.options.store.createLayer(layerId, async (layerDir) => {
-          ({ fileIdentities } = await applyFileOp(op, {
+          const result = await applyFileOp(op, {
             layerDir,
             base: new LayeredFS(base.layers),
             source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views),
             ...(previous ? { previous } : {}),
-          }));
+            shownLayers: new Set(base.layers.flatMap((shown) => [shown.id, ...shown.linkedFrom])),
+          });
+          fileIdentities = result.fileIdentities;
+          return { linkedFrom: result.linkedFrom };
         });
         if (reuseKey !== undefined && fileIdentities !== undefined && fileIdentities.size > 0) {
           await this.options.store.putReusableFiles(reuseKey, { layerId: layer.id, files: fileIdentities });

@@ -148,6 +148,37 @@ describe("copies that link", () => {
     expect(diffIds(layout)).toEqual(diffIds(fresh));
   });
 
+  it("never show one inode at two paths of an image: what the base already shows is copied", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM scratch AS a",
+        "COPY many/ /m/",
+        "FROM a AS same",
+        "COPY --from=a /m/ /copy/",
+        "FROM scratch",
+        "COPY --from=a /m/ /x/",
+        "COPY --from=a /m/ /y/",
+        "COPY --from=same /copy/ /z/",
+        "",
+      ].join("\n"),
+      ...manyFiles(80),
+    });
+    const root = temp("root");
+    const dest = temp("out");
+    build(dir, root, ["-o", dest]);
+    const inode = (path: string) => copiesInLayers(root, path)[0]?.ino;
+    expect(inode("copy/f0.txt")).not.toBe(inode("m/f0.txt"));
+    expect(inode("x/f0.txt")).toBe(inode("m/f0.txt"));
+    expect(inode("y/f0.txt")).not.toBe(inode("m/f0.txt"));
+    expect(inode("z/f0.txt")).not.toBe(inode("m/f0.txt"));
+    expect(inode("z/f0.txt")).not.toBe(inode("y/f0.txt"));
+    for (const top of ["x", "y", "z"]) expect(statSync(join(dest, top, "f0.txt")).nlink).toBe(1);
+    const same = temp("out");
+    build(dir, root, ["--target", "same", "-o", same]);
+    expect(statSync(join(same, "copy", "f0.txt")).nlink).toBe(1);
+    expect(readFileSync(join(same, "copy", "sub", "f1.txt"), "utf8")).toBe("file 1\n");
+  });
+
   it("leave a linked file's first layer untouched when a RUN step changes it", () => {
     requireBusyboxImage();
     const dir = project({ Dockerfile: "FROM busybox\nCOPY many/ /m/\nRUN echo more >> /m/f0.txt && chmod 600 /m/f2.txt\n", ...manyFiles(80) });

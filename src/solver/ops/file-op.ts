@@ -7,7 +7,7 @@ import type { LayeredFS } from "../store/index.ts";
 import { applyChmod } from "../chmod.ts";
 import { BuildStepError } from "../errors.ts";
 import { resolveOwner } from "../users.ts";
-import { LayerTree, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
+import { LayerTree, type LayerFile, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
 import { fileIdentity, linkFiles, unchangedFiles, type PreviousFiles } from "./link-files.ts";
@@ -22,11 +22,18 @@ export interface FileOpContext {
   source: (action: CopyAction) => SourceTree;
   /** The layer this step wrote last time: unchanged context files are linked from it. */
   previous?: PreviousFiles;
+  /**
+   * Layers whose inodes the base already shows (its own and those they link from): files of
+   * these are copied, not linked, so that no image shows one inode at two paths.
+   */
+  shownLayers: ReadonlySet<string>;
 }
 
 export interface FileOpResult {
   /** Layer path → identity of the context files copied in bulk; undefined when they cannot be vouched for. */
   fileIdentities: ReadonlyMap<string, string> | undefined;
+  /** Layers whose files the new layer links (and those they link from). */
+  linkedFrom: string[];
 }
 
 interface Owner {
@@ -43,12 +50,14 @@ const copyLimit = pLimit(32);
 /** Writes a file op's changes into a new layer directory (overlay upper-dir format). */
 export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<FileOpResult> {
   const writer = new LayerWriter(context.layerDir, context.base, context.previous);
+  const linkedFrom = new Set<string>();
   for (const action of op.actions) {
     if (action.action === "mkdir") await mkdirAction(writer, action);
     else if (action.action === "mkfile") await mkfileAction(writer, action);
-    else await copyAction(writer, action, context.source(action));
+    else await copyAction(writer, action, context.source(action), { shown: context.shownLayers, linkedFrom });
   }
-  return { fileIdentities: writer.fileIdentities };
+  if (writer.linkedPrevious && context.previous) for (const layer of context.previous.inodesOf) linkedFrom.add(layer);
+  return { fileIdentities: writer.fileIdentities, linkedFrom: [...linkedFrom] };
 }
 
 async function ownerFor(writer: LayerWriter, spec: CopyAction["chown"]): Promise<Owner | undefined> {
@@ -80,7 +89,12 @@ async function mkfileAction(writer: LayerWriter, action: MkfileAction): Promise<
  * an existing directory), else to `dest` itself; several sources need a
  * directory destination.
  */
-async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceTree): Promise<void> {
+async function copyAction(
+  writer: LayerWriter,
+  action: CopyAction,
+  tree: SourceTree,
+  layerLinks: { shown: ReadonlySet<string>; linkedFrom: Set<string> },
+): Promise<void> {
   const matched = await tree.match(action.sources, action.excludes ?? []);
   const chownOwner = await ownerFor(writer, action.chown);
   const destPath = await writer.resolveParent(action.dest.replace(/\/+$/, "") || "/");
@@ -115,6 +129,7 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
             })
           : new Map<TreeEntry, string>();
         const linked = await linkFiles(source.children, toDir, unchanged);
+        if (linked.size > 0) writer.linkedPrevious = true;
         await copyWithTar({
           fromDir: source.entry.hostPath,
           paths: source.children.filter((child) => !linked.has(child)).map((child) => child.path),
@@ -129,7 +144,9 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
         // hold them; the rest is copied by tar from a read-only overlay of those layers.
         for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
         const toDir = writer.hostPath(target);
-        const linked = chownOwner || action.chmod ? new Set<TreeEntry>() : await linkFiles(source.children, toDir, await layerFiles(tree, source));
+        const linkable = chownOwner || action.chmod ? new Map<TreeEntry, LayerFile>() : await layerFiles(tree, source, layerLinks.shown);
+        const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
+        for (const child of linked) for (const layer of (linkable.get(child) as LayerFile).inodesOf) layerLinks.linkedFrom.add(layer);
         const rest = source.children.filter((child) => !linked.has(child)).map((child) => child.path);
         await copyFromLayersWithTar(tree, source.source, rest, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
           ...(chownOwner ? { owner: chownOwner } : {}),
@@ -167,16 +184,16 @@ async function copyAction(writer: LayerWriter, action: CopyAction, tree: SourceT
 
 let mountCount = 0;
 
-/** The regular files among a source's children, each with the file in a layer that holds it. */
-async function layerFiles(tree: LayerTree, source: MatchedSource): Promise<Map<TreeEntry, string>> {
+/** The regular files among a source's children, each with the file in a layer that holds it, unless that layer is `shown`. */
+async function layerFiles(tree: LayerTree, source: MatchedSource, shown: ReadonlySet<string>): Promise<Map<TreeEntry, LayerFile>> {
   const files = source.children.filter((child) => child.type === "file");
-  const hostPaths = await Promise.all(files.map((child) => tree.layerFile(posix.join("/", source.source, child.path))));
-  const found = new Map<TreeEntry, string>();
+  const found = await Promise.all(files.map((child) => tree.layerFile(posix.join("/", source.source, child.path))));
+  const linkable = new Map<TreeEntry, LayerFile>();
   for (const [index, child] of files.entries()) {
-    const hostPath = hostPaths[index];
-    if (hostPath !== undefined) found.set(child, hostPath);
+    const file = found[index];
+    if (file !== undefined && !file.inodesOf.some((layer) => shown.has(layer))) linkable.set(child, file);
   }
-  return found;
+  return linkable;
 }
 
 async function copyFromLayersWithTar(
@@ -214,6 +231,8 @@ class LayerWriter {
   private readonly written = new Set<string>();
   /** Context files written in bulk, by layer path (see link-unchanged.ts); a path written again otherwise leaves it. */
   fileIdentities: Map<string, string> | undefined = new Map();
+  /** Whether a file was linked from the previous run's layer. */
+  linkedPrevious = false;
 
   constructor(
     private readonly layerDir: string,
@@ -323,6 +342,7 @@ class LayerWriter {
     if (this.previous?.files.get(path) !== identity) return false;
     try {
       linkSync(join(this.previous.dir, path), this.hostPath(path));
+      this.linkedPrevious = true;
       return true;
     } catch {
       return false; // pruned meanwhile: copy it

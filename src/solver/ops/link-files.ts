@@ -16,6 +16,8 @@ import type { TreeEntry } from "./source-tree.ts";
 export interface PreviousFiles {
   /** The layer's directory (overlay upper-dir format). */
   dir: string;
+  /** The layer and those it links from: whose inodes its files may be. */
+  inodesOf: string[];
   /** Layer path ("/app/src/a.ts") → identity. */
   files: ReadonlyMap<string, string>;
 }

@@ -73,6 +73,13 @@ export class ContextTree implements SourceTree {
   }
 }
 
+/** A regular file as one layer holds it. */
+export interface LayerFile {
+  hostPath: string;
+  /** The layer that holds it and those it links from: whose inode it may be. */
+  inodesOf: string[];
+}
+
 /** Sources from a layered filesystem (COPY --from a stage or an image). */
 export class LayerTree implements SourceTree {
   readonly keepsOwnership = true;
@@ -114,8 +121,10 @@ export class LayerTree implements SourceTree {
   }
 
   /** The file in one of the layers behind a regular file (`path` is absolute in the image), to link it. */
-  layerFile(path: string): Promise<string | undefined> {
-    return this.fs.regularFileHostPath(path);
+  async layerFile(path: string): Promise<LayerFile | undefined> {
+    const hostPath = await this.fs.regularFileHostPath(path);
+    const layer = hostPath === undefined ? undefined : this.layers.find((candidate) => hostPath.startsWith(`${candidate.dir}/`));
+    return hostPath === undefined || layer === undefined ? undefined : { hostPath, inodesOf: [layer.id, ...layer.linkedFrom] };
   }
 
   /** Absolute paths a pattern names: symlinks in parent components resolved inside the root, wildcards per component. */

@@ -18,6 +18,8 @@ export interface LayerInfo {
   opaqueDirs: string[];
   /** Milliseconds since the epoch. */
   createdAt: number;
+  /** Layers some of whose files this layer hard-links at other paths (COPY --from): an image holding both would show one inode twice. */
+  linkedFrom: string[];
 }
 
 /** snapshots/<id>/meta.json. Its mtime is the layer's "last used" time. */
@@ -26,11 +28,14 @@ interface LayerMeta {
   size: number;
   opaqueDirs: string[];
   createdAt: number;
+  /** Absent in layers made before it existed, and when empty. */
+  linkedFrom?: string[];
 }
 
 /** What `fill` may report about the layer it wrote. */
 export interface LayerFillResult {
   opaqueDirs?: string[];
+  linkedFrom?: string[];
 }
 
 export type LayerFill = (fsDir: string) => Promise<LayerFillResult | void>;
@@ -144,7 +149,7 @@ export class LayerStore {
         hint: "the state root was modified by hand: delete that layer directory (tsbuild recreates it)",
       });
     }
-    return { id, dir: join(dir, "fs"), size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt };
+    return { id, dir: join(dir, "fs"), size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt, linkedFrom: meta.linkedFrom ?? [] };
   }
 
   private async stage(id: string, staging: string, fill: LayerFill): Promise<void> {
@@ -158,7 +163,8 @@ export class LayerStore {
     }
     const opaqueDirs = await checkOpaqueDirs(fsDir, result?.opaqueDirs ?? []);
     const createdAt = Date.now();
-    const meta: LayerMeta = { id, size: await treeSize(fsDir), opaqueDirs, createdAt };
+    const linkedFrom = [...new Set(result?.linkedFrom ?? [])].sort();
+    const meta: LayerMeta = { id, size: await treeSize(fsDir), opaqueDirs, createdAt, ...(linkedFrom.length > 0 ? { linkedFrom } : {}) };
     await writeFileAtomic(join(staging, "meta.json"), JSON.stringify(meta), {
       tempPath: this.temp.path("layer-meta"),
       fsync: false,
@@ -199,11 +205,12 @@ function parseMeta(text: string, id: string): LayerMeta | undefined {
       typeof meta.size !== "number" ||
       typeof meta.createdAt !== "number" ||
       !Array.isArray(meta.opaqueDirs) ||
-      !meta.opaqueDirs.every((dir) => typeof dir === "string")
+      !meta.opaqueDirs.every((dir) => typeof dir === "string") ||
+      (meta.linkedFrom !== undefined && !(Array.isArray(meta.linkedFrom) && meta.linkedFrom.every((layer) => typeof layer === "string")))
     ) {
       return undefined;
     }
-    return { id, size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt };
+    return { id, size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt, ...(meta.linkedFrom ? { linkedFrom: meta.linkedFrom } : {}) };
   } catch {
     return undefined;
   }

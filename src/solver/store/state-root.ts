@@ -138,11 +138,11 @@ export class StateRoot {
   // Files to link instead of copy when a step runs again
 
   /** What the step `key` last wrote and the directory of that layer, if it still exists (counts as a use of it). */
-  async getReusableFiles(key: string): Promise<{ dir: string; files: ReusableFiles["files"] } | undefined> {
+  async getReusableFiles(key: string): Promise<{ layer: LayerInfo; files: ReusableFiles["files"] } | undefined> {
     const found = await this.reuse.get(key);
     if (found === undefined) return undefined;
     const layer = await this.layers.info(found.layerId).catch(() => undefined);
-    return layer && { dir: layer.dir, files: found.files };
+    return layer && { layer, files: found.files };
   }
 
   /** Records what a step wrote into `reusable.layerId` (created already), replacing the step's earlier record. */
