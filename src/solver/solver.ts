@@ -147,7 +147,7 @@ export class Solver {
             base: new LayeredFS(base.layers),
             source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views),
             ...(previous ? { previous } : {}),
-            shownLayers: new Set(base.layers.flatMap((shown) => [shown.id, ...shown.linkedFrom])),
+            baseLayers: base.layers,
           });
           fileIdentities = result.fileIdentities;
           return { linkedFrom: result.linkedFrom };

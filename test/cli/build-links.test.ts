@@ -155,13 +155,17 @@ describe("copies that link", () => {
         "COPY many/ /m/",
         "FROM a AS same",
         "COPY --from=a /m/ /copy/",
+        "FROM scratch AS parts",
+        "COPY --from=a /m/sub/ /part/",
+        "COPY --from=a /m/ /whole/",
+        "COPY --from=a /m/ /m/sub/ /twice/",
         "FROM scratch",
         "COPY --from=a /m/ /x/",
         "COPY --from=a /m/ /y/",
         "COPY --from=same /copy/ /z/",
         "",
       ].join("\n"),
-      ...manyFiles(80),
+      ...manyFiles(140),
     });
     const root = temp("root");
     const dest = temp("out");
@@ -173,6 +177,12 @@ describe("copies that link", () => {
     expect(inode("z/f0.txt")).not.toBe(inode("m/f0.txt"));
     expect(inode("z/f0.txt")).not.toBe(inode("y/f0.txt"));
     for (const top of ["x", "y", "z"]) expect(statSync(join(dest, top, "f0.txt")).nlink).toBe(1);
+    // Per inode, not per layer: the files of /m that /part does not show are linked.
+    build(dir, root, ["--target", "parts"]);
+    expect(inode("part/f1.txt")).toBe(inode("m/sub/f1.txt"));
+    expect(inode("whole/sub/f1.txt")).not.toBe(inode("m/sub/f1.txt"));
+    expect(inode("whole/f0.txt")).toBe(inode("m/f0.txt"));
+    expect(new Set([inode("twice/f1.txt"), inode("twice/sub/f1.txt")]).size).toBe(2);
     const same = temp("out");
     build(dir, root, ["--target", "same", "-o", same]);
     expect(statSync(join(same, "copy", "f0.txt")).nlink).toBe(1);

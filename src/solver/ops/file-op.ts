@@ -3,14 +3,14 @@ import { linkSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
 import pLimit from "p-limit";
 import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
-import type { LayeredFS } from "../store/index.ts";
+import type { LayeredFS, LayerInfo } from "../store/index.ts";
 import { applyChmod } from "../chmod.ts";
 import { BuildStepError } from "../errors.ts";
 import { resolveOwner } from "../users.ts";
 import { LayerTree, type LayerFile, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
-import { fileIdentity, linkFiles, unchangedFiles, type PreviousFiles } from "./link-files.ts";
+import { InodeGuard, fileIdentity, linkFiles, unchangedFiles, type PreviousFiles } from "./link-files.ts";
 import { mountOverlay, unmount } from "./overlay.ts";
 
 export interface FileOpContext {
@@ -22,11 +22,8 @@ export interface FileOpContext {
   source: (action: CopyAction) => SourceTree;
   /** The layer this step wrote last time: unchanged context files are linked from it. */
   previous?: PreviousFiles;
-  /**
-   * Layers whose inodes the base already shows (its own and those they link from): files of
-   * these are copied, not linked, so that no image shows one inode at two paths.
-   */
-  shownLayers: ReadonlySet<string>;
+  /** The layers of the base, bottom to top (what links must not show twice). */
+  baseLayers: readonly LayerInfo[];
 }
 
 export interface FileOpResult {
@@ -51,10 +48,11 @@ const copyLimit = pLimit(32);
 export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<FileOpResult> {
   const writer = new LayerWriter(context.layerDir, context.base, context.previous);
   const linkedFrom = new Set<string>();
+  const guard = new InodeGuard(context.baseLayers);
   for (const action of op.actions) {
     if (action.action === "mkdir") await mkdirAction(writer, action);
     else if (action.action === "mkfile") await mkfileAction(writer, action);
-    else await copyAction(writer, action, context.source(action), { shown: context.shownLayers, linkedFrom });
+    else await copyAction(writer, action, context.source(action), { guard, linkedFrom });
   }
   if (writer.linkedPrevious && context.previous) for (const layer of context.previous.inodesOf) linkedFrom.add(layer);
   return { fileIdentities: writer.fileIdentities, linkedFrom: [...linkedFrom] };
@@ -93,7 +91,7 @@ async function copyAction(
   writer: LayerWriter,
   action: CopyAction,
   tree: SourceTree,
-  layerLinks: { shown: ReadonlySet<string>; linkedFrom: Set<string> },
+  layerLinks: { guard: InodeGuard; linkedFrom: Set<string> },
 ): Promise<void> {
   const matched = await tree.match(action.sources, action.excludes ?? []);
   const chownOwner = await ownerFor(writer, action.chown);
@@ -144,9 +142,13 @@ async function copyAction(
         // hold them; the rest is copied by tar from a read-only overlay of those layers.
         for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
         const toDir = writer.hostPath(target);
-        const linkable = chownOwner || action.chmod ? new Map<TreeEntry, LayerFile>() : await layerFiles(tree, source, layerLinks.shown);
+        const linkable = chownOwner || action.chmod ? new Map<TreeEntry, LayerFile>() : layerLinks.guard.linkable(await layerFiles(tree, source));
         const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
-        for (const child of linked) for (const layer of (linkable.get(child) as LayerFile).inodesOf) layerLinks.linkedFrom.add(layer);
+        for (const child of linked) {
+          const file = linkable.get(child) as LayerFile;
+          layerLinks.guard.linked(file);
+          for (const layer of file.inodesOf) layerLinks.linkedFrom.add(layer);
+        }
         const rest = source.children.filter((child) => !linked.has(child)).map((child) => child.path);
         await copyFromLayersWithTar(tree, source.source, rest, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
           ...(chownOwner ? { owner: chownOwner } : {}),
@@ -184,16 +186,16 @@ async function copyAction(
 
 let mountCount = 0;
 
-/** The regular files among a source's children, each with the file in a layer that holds it, unless that layer is `shown`. */
-async function layerFiles(tree: LayerTree, source: MatchedSource, shown: ReadonlySet<string>): Promise<Map<TreeEntry, LayerFile>> {
+/** The regular files among a source's children, each with the file in a layer that holds it. */
+async function layerFiles(tree: LayerTree, source: MatchedSource): Promise<Map<TreeEntry, LayerFile>> {
   const files = source.children.filter((child) => child.type === "file");
   const found = await Promise.all(files.map((child) => tree.layerFile(posix.join("/", source.source, child.path))));
-  const linkable = new Map<TreeEntry, LayerFile>();
+  const layerFiles = new Map<TreeEntry, LayerFile>();
   for (const [index, child] of files.entries()) {
     const file = found[index];
-    if (file !== undefined && !file.inodesOf.some((layer) => shown.has(layer))) linkable.set(child, file);
+    if (file !== undefined) layerFiles.set(child, file);
   }
-  return linkable;
+  return layerFiles;
 }
 
 async function copyFromLayersWithTar(

@@ -1,8 +1,9 @@
-import { linkSync } from "node:fs";
+import { linkSync, lstatSync, readdirSync } from "node:fs";
 import { lstat, mkdir } from "node:fs/promises";
 import { join, posix } from "node:path";
 import pLimit from "p-limit";
-import type { TreeEntry } from "./source-tree.ts";
+import type { LayerInfo } from "../store/index.ts";
+import type { LayerFile, TreeEntry } from "./source-tree.ts";
 
 /*
  * A copy into a layer may hard-link a file instead of writing its bytes when the file it
@@ -85,6 +86,60 @@ export async function linkFiles(children: readonly TreeEntry[], toDir: string, s
     if (++count % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   return linked;
+}
+
+/**
+ * Keeps an image from showing one inode at two paths (a RUN step would see a link count of
+ * 2, a local export would make a hard link): of the files a copy could link from other
+ * stages' layers, only those whose inode neither the base nor the new layer shows yet.
+ */
+export class InodeGuard {
+  private readonly baseIds: Set<string>;
+  /** Inodes of linked files, per base layer that links from other layers (walked on first need). */
+  private readonly linkedByLayer = new Map<string, Set<string>>();
+  private readonly linkedHere = new Set<string>();
+
+  constructor(private readonly base: readonly LayerInfo[]) {
+    this.baseIds = new Set(base.map((layer) => layer.id));
+  }
+
+  linkable(files: ReadonlyMap<TreeEntry, LayerFile>): Map<TreeEntry, LayerFile> {
+    const sources = new Set([...files.values()].flatMap((file) => file.inodesOf));
+    // A base layer shows its files' inodes; one that links from a source layer may show some of that layer's.
+    const shown = this.base.filter((layer) => layer.linkedFrom.some((id) => sources.has(id))).map((layer) => this.linkedInodes(layer));
+    const linkable = new Map<TreeEntry, LayerFile>();
+    for (const [entry, file] of files) {
+      if (file.inodesOf.some((id) => this.baseIds.has(id))) continue;
+      if (this.linkedHere.has(file.inode) || shown.some((inodes) => inodes.has(file.inode))) continue;
+      linkable.set(entry, file);
+    }
+    return linkable;
+  }
+
+  /** Call for each file linked, so that no later source of the same layer links it again. */
+  linked(file: LayerFile): void {
+    this.linkedHere.add(file.inode);
+  }
+
+  private linkedInodes(layer: LayerInfo): Set<string> {
+    let inodes = this.linkedByLayer.get(layer.id);
+    if (inodes === undefined) {
+      inodes = new Set();
+      const pending = [layer.dir];
+      for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+        for (const entry of readdirSync(dir, { withFileTypes: true })) {
+          const path = join(dir, entry.name);
+          if (entry.isDirectory()) pending.push(path);
+          else if (entry.isFile()) {
+            const stats = lstatSync(path);
+            if (stats.nlink > 1) inodes.add(`${stats.dev}:${stats.ino}`);
+          }
+        }
+      }
+      this.linkedByLayer.set(layer.id, inodes);
+    }
+    return inodes;
+  }
 }
 
 /**

@@ -76,6 +76,8 @@ export class ContextTree implements SourceTree {
 /** A regular file as one layer holds it. */
 export interface LayerFile {
   hostPath: string;
+  /** "dev:ino". */
+  inode: string;
   /** The layer that holds it and those it links from: whose inode it may be. */
   inodesOf: string[];
 }
@@ -122,9 +124,11 @@ export class LayerTree implements SourceTree {
 
   /** The file in one of the layers behind a regular file (`path` is absolute in the image), to link it. */
   async layerFile(path: string): Promise<LayerFile | undefined> {
-    const hostPath = await this.fs.regularFileHostPath(path);
-    const layer = hostPath === undefined ? undefined : this.layers.find((candidate) => hostPath.startsWith(`${candidate.dir}/`));
-    return hostPath === undefined || layer === undefined ? undefined : { hostPath, inodesOf: [layer.id, ...layer.linkedFrom] };
+    const file = await this.fs.regularFile(path);
+    // Inode numbers beyond 2^53 are not exact in a double: such a file is copied.
+    if (file === undefined || !Number.isSafeInteger(file.dev) || !Number.isSafeInteger(file.ino)) return undefined;
+    const layer = this.layers.find((candidate) => file.hostPath.startsWith(`${candidate.dir}/`));
+    return layer && { hostPath: file.hostPath, inode: `${file.dev}:${file.ino}`, inodesOf: [layer.id, ...layer.linkedFrom] };
   }
 
   /** Absolute paths a pattern names: symlinks in parent components resolved inside the root, wildcards per component. */

@@ -134,10 +134,10 @@ export class LayeredFS {
     return entry === undefined || entry.stats.isDirectory() ? undefined : entry.hostPath;
   }
 
-  /** The file in a layer that backs a regular file (to link it); undefined for anything else. */
-  async regularFileHostPath(path: string): Promise<string | undefined> {
+  /** The file in a layer that backs a regular file (to link it) and its inode; undefined for anything else. */
+  async regularFile(path: string): Promise<{ hostPath: string; dev: number; ino: number } | undefined> {
     const entry = await this.entry(await this.resolve(path, { followFinal: false }));
-    return entry?.stats.isFile() ? entry.hostPath : undefined;
+    return entry?.stats.isFile() ? { hostPath: entry.hostPath, dev: entry.stats.dev, ino: entry.stats.ino } : undefined;
   }
 
   /**
