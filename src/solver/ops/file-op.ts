@@ -10,7 +10,7 @@ import { resolveOwner } from "../users.ts";
 import { LayerTree, type LayerFile, type MatchedSource, type SourceTree, type TreeEntry } from "./source-tree.ts";
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
-import { InodeGuard, fileIdentity, linkFiles, unchangedFiles, type PreviousFiles } from "./link-files.ts";
+import { InodeGuard, fileIdentity, linkFiles, makeDirectories, setDirectoryMetadata, unchangedFiles, type PreviousFiles } from "./link-files.ts";
 import { mountOverlay, unmount } from "./overlay.ts";
 
 export interface FileOpContext {
@@ -149,8 +149,13 @@ async function copyAction(
           layerLinks.guard.linked(file);
           for (const layer of file.inodesOf) layerLinks.linkedFrom.add(layer);
         }
-        const rest = source.children.filter((child) => !linked.has(child)).map((child) => child.path);
-        await copyFromLayersWithTar(tree, source.source, rest, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
+        const rest = source.children.filter((child) => !linked.has(child));
+        if (rest.every((child) => child.type === "dir") && (await makeDirectories(rest, toDir))) {
+          // Only directories left: their metadata, as tar would set it, without mounting anything.
+          await setDirectoryMetadata(rest, toDir);
+          continue;
+        }
+        await copyFromLayersWithTar(tree, source.source, rest.map((child) => child.path), toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
           ...(chownOwner ? { owner: chownOwner } : {}),
           ...(action.chmod ? { chmod: action.chmod } : {}),
         });

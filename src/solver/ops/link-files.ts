@@ -1,5 +1,5 @@
 import { linkSync, lstatSync, readdirSync } from "node:fs";
-import { lstat, mkdir } from "node:fs/promises";
+import { chmod, lchown, lstat, mkdir, utimes } from "node:fs/promises";
 import { join, posix } from "node:path";
 import pLimit from "p-limit";
 import type { LayerInfo } from "../store/index.ts";
@@ -143,10 +143,30 @@ export class InodeGuard {
 }
 
 /**
+ * Gives the directories (which exist under `toDir`) their entries' owner, mode and mtime, as
+ * extracting them with tar would: whole seconds. Call it once nothing more is linked into them.
+ */
+export async function setDirectoryMetadata(directories: readonly TreeEntry[], toDir: string): Promise<void> {
+  await Promise.all(
+    directories.map((directory) =>
+      mkdirLimit(async () => {
+        const path = join(toDir, directory.path);
+        await lchown(path, directory.uid, directory.gid);
+        await chmod(path, directory.mode & 0o7777);
+        if (directory.mtimeMs !== undefined) {
+          const seconds = Math.floor(directory.mtimeMs / 1000);
+          await utimes(path, seconds, seconds);
+        }
+      }),
+    ),
+  );
+}
+
+/**
  * Creates the directories among `children` (parents listed before children), shallowest
  * first, each level at once. False if a path is taken by something that is not a directory.
  */
-async function makeDirectories(children: readonly TreeEntry[], toDir: string): Promise<boolean> {
+export async function makeDirectories(children: readonly TreeEntry[], toDir: string): Promise<boolean> {
   const byDepth = new Map<number, string[]>();
   for (const child of children) {
     if (child.type !== "dir") continue;

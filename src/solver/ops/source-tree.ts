@@ -122,9 +122,9 @@ export class LayerTree implements SourceTree {
     return matched;
   }
 
-  /** The file in one of the layers behind a regular file (`path` is absolute in the image), to link it. */
+  /** The file in one of the layers behind a regular file (`path`: absolute, as matched and walked), to link it. */
   async layerFile(path: string): Promise<LayerFile | undefined> {
-    const file = await this.fs.regularFile(path);
+    const file = await this.fs.regularFileAt(path);
     // Inode numbers beyond 2^53 are not exact in a double: such a file is copied.
     if (file === undefined || !Number.isSafeInteger(file.dev) || !Number.isSafeInteger(file.ino)) return undefined;
     const layer = this.layers.find((candidate) => file.hostPath.startsWith(`${candidate.dir}/`));

@@ -134,9 +134,12 @@ export class LayeredFS {
     return entry === undefined || entry.stats.isDirectory() ? undefined : entry.hostPath;
   }
 
-  /** The file in a layer that backs a regular file (to link it) and its inode; undefined for anything else. */
-  async regularFile(path: string): Promise<{ hostPath: string; dev: number; ino: number } | undefined> {
-    const entry = await this.entry(await this.resolve(path, { followFinal: false }));
+  /**
+   * The file in a layer that backs the regular file at `path` taken as written (a symlink
+   * among its parents means there is none): to link a file found by walking directories.
+   */
+  async regularFileAt(path: string): Promise<{ hostPath: string; dev: number; ino: number } | undefined> {
+    const entry = await this.entry(normalizePath(path));
     return entry?.stats.isFile() ? { hostPath: entry.hostPath, dev: entry.stats.dev, ino: entry.stats.ino } : undefined;
   }
 
