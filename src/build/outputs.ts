@@ -8,7 +8,7 @@ import { formatReference, parseReference, pushImage, registryHosts, type ImageRe
 import type { LayerOptions, OutputSpec } from "./output-spec.ts";
 import type { BuildDefinition, HistoryEntry, ImageConfig } from "../frontend/index.ts";
 import type { SolveResult, Solver } from "../solver/solver.ts";
-import { runCommand } from "../solver/ops/command.ts";
+import { copyTree } from "./copy-tree.ts";
 import { mountOverlay, unmount } from "../solver/ops/overlay.ts";
 import type { LayerInfo, StateRoot } from "../solver/store/index.ts";
 
@@ -185,8 +185,8 @@ async function isEmptyLayer(layer: LayerInfo): Promise<boolean> {
 
 /**
  * `-o type=local`: as root, the kernel merges the layers (a read-only overlay)
- * and cp copies the tree in one process, far faster than a call per file from
- * Node, when DEST is new or empty; otherwise the exporter walks the layers
+ * and cp processes copy the tree (copy-tree.ts), far faster than a call per file
+ * from Node, when DEST is new or empty; otherwise the exporter walks the layers
  * itself. Either way files in DEST are replaced, never written through, and
  * owners are not kept (as BuildKit's local exporter).
  */
@@ -200,7 +200,7 @@ async function exportFilesystem(request: ExportRequest, dest: string): Promise<v
   await mountOverlay({ lower: layers, target: view, emptyDir: join(work, "empty") });
   try {
     await mkdir(dest, { recursive: true });
-    await runCommand("cp", ["-R", "--no-dereference", "--preserve=mode,timestamps,links", "--remove-destination", `${view}/.`, `${dest}/`]);
+    await copyTree(view, dest);
   } finally {
     await unmount(view);
     await rm(work, { recursive: true, force: true });
