@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -11,6 +11,8 @@ import { join } from "node:path";
  */
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), "tsbuild-tests-"));
+  // Like /tmp: tests that run a process as another user need to write there too.
+  chmodSync(dir, 0o1777);
   process.env["TMPDIR"] = dir;
   return () => {
     spawnSync("rm", ["-rf", "--one-file-system", dir], { stdio: "ignore" });
