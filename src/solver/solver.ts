@@ -8,6 +8,7 @@ import { UserError } from "../user-error.ts";
 import { BuildCancelledError, BuildStepError } from "./errors.ts";
 import type { SolveListener } from "./events.ts";
 import { applyFileOp, type FileOpResult } from "./ops/file-op.ts";
+import { PreviousFiles } from "./ops/link-files.ts";
 import { commitUpperDir } from "./ops/commit.ts";
 import type { ExecResult, MountSource } from "./ops/exec-op.ts";
 import { LayerViews } from "./ops/overlay.ts";
@@ -139,7 +140,7 @@ export class Solver {
       return await this.layerStep(vertex, base, cacheKey, async (layerId) => {
         const reuseKey = this.reuseKey(vertex, inputs);
         const reusable = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
-        const previous = reusable && { dir: reusable.layer.dir, inodesOf: [reusable.layer.id, ...reusable.layer.linkedFrom], files: reusable.files };
+        const previous = reusable && new PreviousFiles(reusable.layer.dir, [reusable.layer.id, ...reusable.layer.linkedFrom], reusable.files);
         let fileIdentities: FileOpResult["fileIdentities"];
         const layer = await this.options.store.createLayer(layerId, async (layerDir) => {
           const result = await applyFileOp(op, {

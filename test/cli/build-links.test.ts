@@ -122,6 +122,26 @@ describe("copies that link", () => {
     expect(readFileSync(join(second, "d", "x"), "utf8")).toBe("from one\n");
   });
 
+  it("never follow a symlink that replaced a directory in the last layer (it could point at the host's /etc)", () => {
+    const files: Record<string, string> = { Dockerfile: "FROM scratch\nCOPY one/ two/ /dest/\n", ...manyFiles(70, "one") };
+    files["one/a/passwd"] = "from the context\n";
+    files["two/b"] = "b\n";
+    const dir = project(files);
+    symlinkSync("/etc", join(dir, "two", "a"));
+    const root = temp("root");
+    build(dir, root);
+    rmSync(join(dir, "two", "a"));
+    const dest = temp("out");
+    build(dir, root, ["-o", dest]);
+    expect(lstatSync(join(dest, "dest", "a")).isDirectory()).toBe(true);
+    expect(readFileSync(join(dest, "dest", "a", "passwd"), "utf8")).toBe("from the context\n");
+    for (const id of readdirSync(join(root, "snapshots"))) {
+      // The first run's layer holds the symlink itself: look below real directories only.
+      if (!lstatSync(join(root, "snapshots", id, "fs", "dest", "a"), { throwIfNoEntry: false })?.isDirectory()) continue;
+      expect(statSync(join(root, "snapshots", id, "fs", "dest", "a", "passwd")).ino).not.toBe(statSync("/etc/passwd").ino);
+    }
+  });
+
   it("link COPY --from files from the stage's layers, unless --chown or --chmod changes them", () => {
     const dir = settle(
       project({

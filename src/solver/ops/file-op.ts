@@ -126,6 +126,7 @@ async function copyAction(
               record: writer.fileIdentities,
             })
           : new Map<TreeEntry, string>();
+        writer.wroteInBulk(target, source.children);
         const linked = await linkFiles(source.children, toDir, unchanged);
         if (linked.size > 0) writer.linkedPrevious = true;
         await copyWithTar({
@@ -141,6 +142,7 @@ async function copyAction(
         // A large directory of another stage. Kept as they are, its files are linked from the layers that
         // hold them; the rest is copied by tar from a read-only overlay of those layers.
         for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
+        writer.wroteInBulk(target, source.children);
         const toDir = writer.hostPath(target);
         const linkable = chownOwner || action.chmod ? new Map<TreeEntry, LayerFile>() : layerLinks.guard.linkable(await layerFiles(tree, source));
         const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
@@ -236,7 +238,7 @@ class LayerWriter {
   private readonly newDirectories = new Set<string>();
   /** Paths this op wrote, so a later source writing the same path replaces it. */
   private readonly written = new Set<string>();
-  /** Context files written in bulk, by layer path (see link-unchanged.ts); a path written again otherwise leaves it. */
+  /** Context files written in bulk, by layer path (see link-files.ts); a path written again otherwise leaves it. */
   fileIdentities: Map<string, string> | undefined = new Map();
   /** Whether a file was linked from the previous run's layer. */
   linkedPrevious = false;
@@ -298,6 +300,11 @@ class LayerWriter {
     }
   }
 
+  /** Paths a bulk copy (tar, links) wrote below `target`: a later source writing one of them must replace it. */
+  wroteInBulk(target: string, children: readonly TreeEntry[]): void {
+    for (const child of children) this.written.add(posix.join(target, child.path));
+  }
+
   async setMetadata(path: string, owner: Owner, mode: number): Promise<void> {
     const host = this.hostPath(path);
     await chmod(host, mode & 0o7777);
@@ -346,9 +353,10 @@ class LayerWriter {
 
   /** Links `path` from the previous run's layer if that wrote the same file there. */
   private linkPrevious(path: string, identity: string): boolean {
-    if (this.previous?.files.get(path) !== identity) return false;
+    const file = this.previous?.fileFor(path, identity);
+    if (file === undefined) return false;
     try {
-      linkSync(join(this.previous.dir, path), this.hostPath(path));
+      linkSync(file, this.hostPath(path));
       this.linkedPrevious = true;
       return true;
     } catch {

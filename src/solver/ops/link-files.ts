@@ -13,14 +13,41 @@ import type { LayerFile, TreeEntry } from "./source-tree.ts";
  * elsewhere, so sharing the inode is invisible.
  */
 
-/** A layer an earlier run of the same step wrote, and the identities of the files it holds. */
-export interface PreviousFiles {
-  /** The layer's directory (overlay upper-dir format). */
-  dir: string;
-  /** The layer and those it links from: whose inodes its files may be. */
-  inodesOf: string[];
-  /** Layer path ("/app/src/a.ts") → identity. */
-  files: ReadonlyMap<string, string>;
+/**
+ * The layer an earlier run of the same step wrote, with the identities it recorded per
+ * path. A record is only a claim: a file is linked only if it is still a regular file at
+ * that path, below real directories (a later source of that run may have put a symlink to
+ * the host's /etc where a directory was; following it would link a host file).
+ */
+export class PreviousFiles {
+  /** Layer directory path → whether it and its parents are real directories. */
+  private readonly realDirectories = new Map<string, boolean>();
+
+  constructor(
+    /** The layer's directory (overlay upper-dir format). */
+    readonly dir: string,
+    /** The layer and those it links from: whose inodes its files may be. */
+    readonly inodesOf: readonly string[],
+    /** Layer path ("/app/src/a.ts") → identity. */
+    private readonly files: ReadonlyMap<string, string>,
+  ) {}
+
+  /** The file to link for layer path `path` if this layer holds it with `identity`. */
+  fileFor(path: string, identity: string): string | undefined {
+    if (this.files.get(path) !== identity || !this.isRealDirectory(posix.dirname(path))) return undefined;
+    const file = join(this.dir, path);
+    return lstatSync(file, { throwIfNoEntry: false })?.isFile() ? file : undefined;
+  }
+
+  private isRealDirectory(path: string): boolean {
+    if (path === "/") return true;
+    let real = this.realDirectories.get(path);
+    if (real === undefined) {
+      real = this.isRealDirectory(posix.dirname(path)) && lstatSync(join(this.dir, path), { throwIfNoEntry: false })?.isDirectory() === true;
+      this.realDirectories.set(path, real);
+    }
+    return real;
+  }
 }
 
 const mkdirLimit = pLimit(64);
@@ -59,7 +86,8 @@ export function unchangedFiles(options: {
       continue;
     }
     record.set(path, identity);
-    if (previous !== undefined && previous.files.get(path) === identity) unchanged.set(child, join(previous.dir, path));
+    const file = previous?.fileFor(path, identity);
+    if (file !== undefined) unchanged.set(child, file);
   }
   return unchanged;
 }
