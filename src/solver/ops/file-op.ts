@@ -113,54 +113,11 @@ async function copyAction(
       await writer.ensureDirectory(target, parentOwner);
       await writer.setMetadata(target, ownerOf(source.entry), modeOf(source.entry));
       if (!tree.keepsOwnership && source.children.length >= TAR_COPY_THRESHOLD && source.entry.hostPath) {
-        // A large directory from the context: files unchanged since the step's last run are linked
-        // from its layer, the rest goes through one tar pipeline instead of a system call per file.
-        const owner = chownOwner ?? ROOT;
-        const toDir = writer.hostPath(target);
-        const unchanged = writer.fileIdentities
-          ? unchangedFiles({
-              children: source.children,
-              layerPath: target,
-              identityOf: (child) => fileIdentity(child, modeOf(child), owner),
-              previous: writer.previous,
-              record: writer.fileIdentities,
-            })
-          : new Map<TreeEntry, string>();
-        writer.wroteInBulk(target, source.children);
-        const linked = await linkFiles(source.children, toDir, unchanged);
-        if (linked.size > 0) writer.linkedPrevious = true;
-        await copyWithTar({
-          fromDir: source.entry.hostPath,
-          paths: source.children.filter((child) => !linked.has(child)).map((child) => child.path),
-          toDir,
-          owner,
-          ...(action.chmod ? { chmod: action.chmod } : {}),
-        });
+        await copyContextDirectory(writer, source, target, { owner: chownOwner ?? ROOT, modeOf, ...(action.chmod ? { chmod: action.chmod } : {}) });
         continue;
       }
       if (tree instanceof LayerTree && source.children.length >= TAR_COPY_THRESHOLD) {
-        // A large directory of another stage. Kept as they are, its files are linked from the layers that
-        // hold them; the rest is copied by tar from a read-only overlay of those layers.
-        for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
-        writer.wroteInBulk(target, source.children);
-        const toDir = writer.hostPath(target);
-        const linkable = chownOwner || action.chmod ? new Map<TreeEntry, LayerFile>() : layerLinks.guard.linkable(await layerFiles(tree, source));
-        const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
-        for (const child of linked) {
-          const file = linkable.get(child) as LayerFile;
-          layerLinks.guard.linked(file);
-          for (const layer of file.inodesOf) layerLinks.linkedFrom.add(layer);
-        }
-        const rest = source.children.filter((child) => !linked.has(child));
-        if (rest.every((child) => child.type === "dir") && (await makeDirectories(rest, toDir))) {
-          // Only directories left: their metadata, as tar would set it, without mounting anything.
-          await setDirectoryMetadata(rest, toDir);
-          continue;
-        }
-        await copyFromLayersWithTar(tree, source.source, rest.map((child) => child.path), toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), {
-          ...(chownOwner ? { owner: chownOwner } : {}),
-          ...(action.chmod ? { chmod: action.chmod } : {}),
-        });
+        await copyStageDirectory(writer, tree, source, target, layerLinks, { ...(chownOwner ? { owner: chownOwner } : {}), ...(action.chmod ? { chmod: action.chmod } : {}) });
         continue;
       }
       // Directories first, in order (parents before children); then the files, many at a time.
@@ -189,6 +146,71 @@ async function copyAction(
       await writer.writeEntry(target, source.entry, ownerOf(source.entry), modeOf(source.entry));
     }
   }
+}
+
+/**
+ * A large directory from the context: files unchanged since the step's last run are linked
+ * from its layer, the rest goes through one tar pipeline instead of a system call per file.
+ */
+async function copyContextDirectory(
+  writer: LayerWriter,
+  source: MatchedSource,
+  target: string,
+  options: { owner: Owner; chmod?: string; modeOf: (entry: TreeEntry) => number },
+): Promise<void> {
+  const toDir = writer.hostPath(target);
+  const unchanged = writer.fileIdentities
+    ? unchangedFiles({
+        children: source.children,
+        layerPath: target,
+        identityOf: (child) => fileIdentity(child, options.modeOf(child), options.owner),
+        previous: writer.previous,
+        record: writer.fileIdentities,
+      })
+    : new Map<TreeEntry, string>();
+  writer.wroteInBulk(target, source.children);
+  const linked = await linkFiles(source.children, toDir, unchanged);
+  if (linked.size > 0) writer.linkedPrevious = true;
+  await copyWithTar({
+    fromDir: source.entry.hostPath as string,
+    paths: source.children.filter((child) => !linked.has(child)).map((child) => child.path),
+    toDir,
+    owner: options.owner,
+    ...(options.chmod ? { chmod: options.chmod } : {}),
+  });
+}
+
+/**
+ * A large directory of another stage. Kept as they are, its files are linked from the layers
+ * that hold them; the rest is copied by tar from a read-only overlay of those layers.
+ */
+async function copyStageDirectory(
+  writer: LayerWriter,
+  tree: LayerTree,
+  source: MatchedSource,
+  target: string,
+  layerLinks: { guard: InodeGuard; linkedFrom: Set<string> },
+  options: { owner?: Owner; chmod?: string },
+): Promise<void> {
+  for (const child of source.children) writer.fileIdentities?.delete(posix.join(target, child.path));
+  writer.wroteInBulk(target, source.children);
+  const toDir = writer.hostPath(target);
+  const keptAsTheyAre = options.owner === undefined && options.chmod === undefined;
+  const linkable = keptAsTheyAre ? layerLinks.guard.linkable(await layerFiles(tree, source)) : new Map<TreeEntry, LayerFile>();
+  const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
+  for (const child of linked) {
+    const file = linkable.get(child) as LayerFile;
+    layerLinks.guard.linked(file);
+    for (const layer of file.inodesOf) layerLinks.linkedFrom.add(layer);
+  }
+  const rest = source.children.filter((child) => !linked.has(child));
+  if (rest.every((child) => child.type === "dir") && (await makeDirectories(rest, toDir))) {
+    // Only directories left: their metadata, as tar would set it, without mounting anything.
+    await setDirectoryMetadata(rest, toDir);
+    return;
+  }
+  const paths = rest.map((child) => child.path);
+  await copyFromLayersWithTar(tree, source.source, paths, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), options);
 }
 
 let mountCount = 0;
