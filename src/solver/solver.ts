@@ -151,7 +151,7 @@ export class Solver {
             baseLayers: base.layers,
           });
           fileIdentities = result.fileIdentities;
-          return { linkedFrom: result.linkedFrom };
+          return { linkedFrom: result.linkedFrom, linkedBytes: result.linkedBytes };
         });
         if (reuseKey !== undefined && fileIdentities !== undefined && fileIdentities.size > 0) {
           await this.options.store.putReusableFiles(reuseKey, { layerId: layer.id, files: fileIdentities });

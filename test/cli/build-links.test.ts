@@ -230,6 +230,33 @@ describe("copies that link", () => {
     }
   });
 
+  it("count a linked file once in du, as the disk does", () => {
+    const files: Record<string, string> = { Dockerfile: "FROM scratch\nCOPY many/ /m/\n" };
+    for (let i = 0; i < 100; i++) files[`many/f${i}`] = `${i}`.padEnd(10_000, "x");
+    const dir = project(files);
+    const root = temp("root");
+    build(dir, root);
+    writeFileSync(join(dir, "many", "f0"), "changed");
+    build(dir, root);
+    // What the layers take on disk: regular files and symlinks, each inode once.
+    const inodes = new Map<number, number>();
+    const walk = (path: string) => {
+      for (const entry of readdirSync(path, { withFileTypes: true })) {
+        const child = join(path, entry.name);
+        if (entry.isDirectory()) walk(child);
+        else if (entry.isFile() || entry.isSymbolicLink()) inodes.set(lstatSync(child).ino, lstatSync(child).size);
+      }
+    };
+    for (const id of readdirSync(join(root, "snapshots"))) walk(join(root, "snapshots", id, "fs"));
+    const onDisk = [...inodes.values()].reduce((sum, size) => sum + size, 0);
+    const line = tsbuild(["du", "--root", root]).stdout.split("\n").find((text) => text.startsWith("layers")) ?? "";
+    const match = /([\d.]+) (B|KiB|MiB|GiB)\s*$/.exec(line);
+    const units: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+    const reported = Number(match?.[1]) * (units[match?.[2] ?? ""] ?? NaN);
+    expect(onDisk).toBeLessThan(1_100_000);
+    expect(Math.abs(reported - onDisk) / onDisk).toBeLessThan(0.05);
+  });
+
   it("copy everything after prune removed the last layer, and prune removes the record of it", () => {
     const dir = project({ Dockerfile: "FROM scratch\nCOPY many/ /m/\n", ...manyFiles(80) });
     const root = temp("root");

@@ -31,6 +31,8 @@ export interface FileOpResult {
   fileIdentities: ReadonlyMap<string, string> | undefined;
   /** Layers whose files the new layer links (and those they link from). */
   linkedFrom: string[];
+  /** Bytes of the files linked from those layers. */
+  linkedBytes: number;
 }
 
 interface Owner {
@@ -55,7 +57,7 @@ export async function applyFileOp(op: FileOp, context: FileOpContext): Promise<F
     else await copyAction(writer, action, context.source(action), { guard, linkedFrom });
   }
   if (writer.linkedPrevious && context.previous) for (const layer of context.previous.inodesOf) linkedFrom.add(layer);
-  return { fileIdentities: writer.fileIdentities, linkedFrom: [...linkedFrom] };
+  return { fileIdentities: writer.fileIdentities, linkedFrom: [...linkedFrom], linkedBytes: writer.linkedBytes };
 }
 
 async function ownerFor(writer: LayerWriter, spec: CopyAction["chown"]): Promise<Owner | undefined> {
@@ -171,6 +173,7 @@ async function copyContextDirectory(
   writer.wroteInBulk(target, source.children);
   const linked = await linkFiles(source.children, toDir, unchanged);
   if (linked.size > 0) writer.linkedPrevious = true;
+  for (const child of linked) writer.linkedBytes += child.size ?? 0;
   await copyWithTar({
     fromDir: source.entry.hostPath as string,
     paths: source.children.filter((child) => !linked.has(child)).map((child) => child.path),
@@ -200,6 +203,7 @@ async function copyStageDirectory(
   const linked = await linkFiles(source.children, toDir, new Map([...linkable].map(([child, file]) => [child, file.hostPath])));
   for (const child of linked) {
     const file = linkable.get(child) as LayerFile;
+    writer.linkedBytes += child.size ?? 0;
     layerLinks.guard.linked(file);
     for (const layer of file.inodesOf) layerLinks.linkedFrom.add(layer);
   }
@@ -264,6 +268,8 @@ class LayerWriter {
   fileIdentities: Map<string, string> | undefined = new Map();
   /** Whether a file was linked from the previous run's layer. */
   linkedPrevious = false;
+  /** Bytes of the files linked from other layers. */
+  linkedBytes = 0;
 
   constructor(
     private readonly layerDir: string,
@@ -359,7 +365,7 @@ class LayerWriter {
     }
     if (!entry.hostPath) throw new BuildStepError(`cannot read ${path}: its content is not available`);
     const identity = fileIdentity(entry, mode, owner);
-    if (identity !== undefined && this.linkPrevious(path, identity)) {
+    if (identity !== undefined && this.linkPrevious(path, identity, entry.size ?? 0)) {
       this.fileIdentities?.set(path, identity);
       return;
     }
@@ -374,12 +380,13 @@ class LayerWriter {
   }
 
   /** Links `path` from the previous run's layer if that wrote the same file there. */
-  private linkPrevious(path: string, identity: string): boolean {
+  private linkPrevious(path: string, identity: string, size: number): boolean {
     const file = this.previous?.fileFor(path, identity);
     if (file === undefined) return false;
     try {
       linkSync(file, this.hostPath(path));
       this.linkedPrevious = true;
+      this.linkedBytes += size;
       return true;
     } catch {
       return false; // pruned meanwhile: copy it

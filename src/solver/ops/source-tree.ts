@@ -62,6 +62,7 @@ export class ContextTree implements SourceTree {
       uid: file.uid,
       gid: file.gid,
       mtimeMs: file.mtimeMs,
+      size: file.size,
       ...(file.linkTarget !== undefined ? { linkTarget: file.linkTarget } : {}),
       hostPath: file.hostPath,
       // Served from memory: the cache key read every selected file already.

@@ -30,12 +30,15 @@ interface LayerMeta {
   createdAt: number;
   /** Absent in layers made before it existed, and when empty. */
   linkedFrom?: string[];
+  /** Bytes of the files (counted in `size`) that are hard links to files of `linkedFrom` layers. */
+  linkedBytes?: number;
 }
 
 /** What `fill` may report about the layer it wrote. */
 export interface LayerFillResult {
   opaqueDirs?: string[];
   linkedFrom?: string[];
+  linkedBytes?: number;
 }
 
 export type LayerFill = (fsDir: string) => Promise<LayerFillResult | void>;
@@ -46,6 +49,11 @@ export interface StoredLayer {
   path: string;
   meta: LayerMeta | undefined;
   lastUsedAt: number;
+  /**
+   * The disk space the layer holds on its own: `size`, less the files it shares with layers
+   * it links from while one of those is still there (those bytes are counted there).
+   */
+  bytes: number;
 }
 
 /**
@@ -125,7 +133,13 @@ export class LayerStore {
       } catch (error) {
         if (errnoCode(error) !== "ENOENT" && errnoCode(error) !== "ENOTDIR") throw describeFsError(error, "read", metaPath);
       }
-      layers.push({ id, path, meta, lastUsedAt });
+      layers.push({ id, path, meta, lastUsedAt, bytes: 0 });
+    }
+    const present = new Set(layers.filter((layer) => layer.meta !== undefined).map((layer) => layer.id));
+    for (const layer of layers) {
+      if (layer.meta === undefined) continue;
+      const shared = layer.meta.linkedFrom?.some((id) => present.has(id)) === true ? (layer.meta.linkedBytes ?? 0) : 0;
+      layer.bytes = Math.max(0, layer.meta.size - shared);
     }
     return layers;
   }
@@ -164,7 +178,8 @@ export class LayerStore {
     const opaqueDirs = await checkOpaqueDirs(fsDir, result?.opaqueDirs ?? []);
     const createdAt = Date.now();
     const linkedFrom = [...new Set(result?.linkedFrom ?? [])].sort();
-    const meta: LayerMeta = { id, size: await treeSize(fsDir), opaqueDirs, createdAt, ...(linkedFrom.length > 0 ? { linkedFrom } : {}) };
+    const linked = linkedFrom.length > 0 ? { linkedFrom, linkedBytes: result?.linkedBytes ?? 0 } : {};
+    const meta: LayerMeta = { id, size: await treeSize(fsDir), opaqueDirs, createdAt, ...linked };
     await writeFileAtomic(join(staging, "meta.json"), JSON.stringify(meta), {
       tempPath: this.temp.path("layer-meta"),
       fsync: false,
@@ -206,11 +221,13 @@ function parseMeta(text: string, id: string): LayerMeta | undefined {
       typeof meta.createdAt !== "number" ||
       !Array.isArray(meta.opaqueDirs) ||
       !meta.opaqueDirs.every((dir) => typeof dir === "string") ||
-      (meta.linkedFrom !== undefined && !(Array.isArray(meta.linkedFrom) && meta.linkedFrom.every((layer) => typeof layer === "string")))
+      (meta.linkedFrom !== undefined && !(Array.isArray(meta.linkedFrom) && meta.linkedFrom.every((layer) => typeof layer === "string"))) ||
+      (meta.linkedBytes !== undefined && typeof meta.linkedBytes !== "number")
     ) {
       return undefined;
     }
-    return { id, size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt, ...(meta.linkedFrom ? { linkedFrom: meta.linkedFrom } : {}) };
+    const linked = meta.linkedFrom ? { linkedFrom: meta.linkedFrom, linkedBytes: meta.linkedBytes ?? 0 } : {};
+    return { id, size: meta.size, opaqueDirs: meta.opaqueDirs, createdAt: meta.createdAt, ...linked };
   } catch {
     return undefined;
   }

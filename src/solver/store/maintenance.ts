@@ -57,7 +57,7 @@ export async function diskUsage(parts: MaintenanceParts): Promise<DiskUsage> {
   for (const layer of inventory.layers) {
     if (layer.meta === undefined) continue;
     usage.layers.count++;
-    usage.layers.bytes += layer.meta.size;
+    usage.layers.bytes += layer.bytes;
   }
   for (const blob of inventory.blobs) {
     usage.blobs.count++;
@@ -103,7 +103,7 @@ export async function prune(parts: MaintenanceParts, options: PruneOptions): Pro
       if (claim === undefined) continue;
       claimed.push(claim);
       result.removedLayers++;
-      result.reclaimedBytes += layer.meta?.size ?? 0;
+      result.reclaimedBytes += layer.bytes;
     }
     for (const blob of plan.blobs) {
       const claim = await claimPath(parts.temp, blob.path);

@@ -71,7 +71,7 @@ export function planPrune(inventory: Inventory, options: PruneOptions, now: numb
 
   const removeLayer = (layer: StoredLayer): void => {
     plan.layers.push(layer);
-    plan.bytes += layer.meta?.size ?? 0;
+    plan.bytes += layer.bytes;
     layers.delete(layer.id);
   };
   const removeRecord = (stored: StoredRecord): void => {
@@ -104,7 +104,7 @@ export function planPrune(inventory: Inventory, options: PruneOptions, now: numb
 
   const budget = options.keepBytes;
   let total = 0;
-  for (const layer of layers.values()) total += layer.meta?.size ?? 0;
+  for (const layer of layers.values()) total += layer.bytes;
   for (const blob of inventory.blobs) total += blob.size;
   for (const unit of units) {
     if (budget !== undefined && total - plan.bytes <= budget) break;

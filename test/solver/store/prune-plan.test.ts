@@ -20,6 +20,7 @@ const inventories = fc
         path: `/s/l${index}`,
         lastUsedAt: layer.lastUsedAt,
         meta: { id: `l${index}`, size: layer.size, opaqueDirs: [], createdAt: 0 },
+        bytes: layer.size,
       }),
     ),
     records: records.map(
@@ -73,6 +74,7 @@ describe("planPrune", () => {
       path: `/s/${id}`,
       lastUsedAt,
       meta: { id, size, opaqueDirs: [], createdAt: 0 },
+      bytes: size,
     });
     const inventory: Inventory = {
       layers: [layer("a", 100, 10), layer("b", 100, 30), layer("c", 100, 20)],
