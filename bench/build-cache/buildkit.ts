@@ -4,20 +4,12 @@
  * private daemon when none answers, stopping it again at the end (with the bridge it made
  * for RUN steps, if it made one).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, openSync, closeSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { DEBIAN_DOCKER, DOCKERD, startPrivateDockerd } from "../../scripts/private-dockerd.ts";
 import type { Builder } from "./builders.ts";
-import { aptInstall, run, runChecked, succeeds, tail, type Command } from "./run.ts";
-
-/**
- * Debian's client. A newer docker CLI elsewhere on PATH (e.g. /usr/local/bin) may need the
- * buildx plugin for BuildKit builds; the 20.10 client has BuildKit built in.
- */
-const DEBIAN_DOCKER = "/usr/bin/docker";
-const DOCKERD = "/usr/sbin/dockerd";
+import { aptInstall, run, runChecked, succeeds, type Command } from "./run.ts";
 
 export interface BuildKitOptions {
   /**
@@ -43,7 +35,7 @@ export async function createBuildKit(workDir: string, log: (line: string) => voi
   let daemon: Daemon | undefined;
   let how = `existing daemon at ${process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock"} (its build cache is pruned)`;
   if (!(await succeeds({ cmd: client, args: ["info"], env }))) {
-    daemon = await startDaemon(client, join(workDir, "dockerd"), log, options.network ?? "none");
+    daemon = await startDaemon(join(workDir, "dockerd"), log, options.network ?? "none");
     env.DOCKER_HOST = daemon.host;
     how = `dockerd started by the bench (data root ${daemon.dataRoot}${daemon.bridge === undefined ? "" : `; bridge ${daemon.bridge}`})`;
   }
@@ -92,79 +84,27 @@ interface Daemon {
 const BENCH_BRIDGE = "tsbench0";
 
 /**
- * A private dockerd: its own data root, exec root and socket under `dir`, no iptables rules
- * and no forwarding, and either no bridge network at all or one on a bridge the bench creates
- * and removes, so it leaves the machine as it found it.
+ * A private dockerd (scripts/private-dockerd.ts) with either no bridge network at all or one
+ * on a bridge the bench creates and removes, so it leaves the machine as it found it.
  */
-async function startDaemon(client: string, dir: string, log: (line: string) => void, network: "none" | "bridge"): Promise<Daemon> {
+async function startDaemon(dir: string, log: (line: string) => void, network: "none" | "bridge"): Promise<Daemon> {
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  const host = `unix://${join(dir, "docker.sock")}`;
-  const dataRoot = join(dir, "data");
-  const logFile = join(dir, "dockerd.log");
   const bridge = network === "bridge" ? await createBridge(BENCH_BRIDGE) : undefined;
-  const args = [
-    "--data-root",
-    dataRoot,
-    "--exec-root",
-    join(dir, "exec"),
-    "--pidfile",
-    join(dir, "dockerd.pid"),
-    "-H",
-    host,
-    `--bridge=${bridge === undefined ? "none" : BENCH_BRIDGE}`,
-    "--iptables=false",
-    "--ip-masq=false",
-    "--ip-forward=false",
-  ];
-  log(`no docker daemon answers: starting ${DOCKERD} (log: ${logFile}${bridge === undefined ? "" : `; bridge ${bridge}`})`);
-  const fd = openSync(logFile, "a");
-  const child = spawn(DOCKERD, args, { stdio: ["ignore", fd, fd], detached: true });
-  closeSync(fd);
-  let exited = false;
-  child.on("exit", () => (exited = true));
-  child.on("error", () => (exited = true));
-
-  const stop = async () => {
-    await stopDaemon(child, dir);
+  const removeBridge = async () => {
     if (bridge !== undefined) await run({ cmd: "ip", args: ["link", "del", BENCH_BRIDGE] });
   };
-  for (let waited = 0; waited < 60_000; waited += 250) {
-    if (exited) break;
-    if (await succeeds({ cmd: client, args: ["info"], env: { DOCKER_HOST: host } }, 5_000)) return { host, dataRoot, ...(bridge === undefined ? {} : { bridge }), stop };
-    await sleep(250);
+  log(`no docker daemon answers: starting ${DOCKERD} (log: ${join(dir, "dockerd.log")}${bridge === undefined ? "" : `; bridge ${bridge}`})`);
+  try {
+    const daemon = await startPrivateDockerd(dir, bridge === undefined ? {} : { bridge: BENCH_BRIDGE });
+    const stop = async () => {
+      await daemon.stop();
+      await removeBridge();
+    };
+    return { host: daemon.host, dataRoot: daemon.dataRoot, ...(bridge === undefined ? {} : { bridge }), stop };
+  } catch (error) {
+    await removeBridge();
+    throw error;
   }
-  const why = tail(await readFile(logFile, "utf8").catch(() => ""), 8);
-  await stop();
-  throw new Error(`dockerd did not start${exited ? "" : " within 60 s"}; the end of its log:\n${why}`);
-}
-
-/** SIGTERM, then SIGKILL if dockerd has not exited after 30 s; then remove its directory. */
-async function stopDaemon(child: ChildProcess, dir: string): Promise<void> {
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    // dockerd runs in its own process group (detached) with its containerd: kill both.
-    const timer = setTimeout(() => process.kill(-(child.pid as number), "SIGKILL"), 30_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  await unmountUnder(dir);
-  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-}
-
-/**
- * dockerd bind-mounts its data root onto itself; a daemon that dies during start-up leaves
- * that mount behind. Unmounts everything under `dir`, deepest first.
- */
-async function unmountUnder(dir: string): Promise<void> {
-  const mountInfo = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
-  // The fifth field is the mount point, with spaces and the like written as octal escapes (\040).
-  const points = mountInfo
-    .split("\n")
-    .map((line) => line.split(" ")[4]?.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
-    .filter((point): point is string => point !== undefined && (point === dir || point.startsWith(`${dir}/`)));
-  for (const point of points.sort((a, b) => b.length - a.length)) await run({ cmd: "umount", args: [point] });
 }
 
 /**
