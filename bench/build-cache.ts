@@ -7,8 +7,8 @@
  * Run: npm run bench:build [-- --output local|none] [--rounds N] [--buildah auto|yes|no] [--no-buildkit]
  * Results: bench/results/build-cache.json. docs/benchmarks.md explains the set-up.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { mkdir, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createBuildah, createTsbuild, type Builder } from "./build-cache/builders.ts";
@@ -17,6 +17,7 @@ import { DOCKERFILE, generateContext, type ContextShape } from "./build-cache/co
 import { measureScenario, scenarios, type ScenarioResult } from "./build-cache/measure.ts";
 import { describeBuilder, executedSteps, printReport, toJson, type BuilderInfo } from "./build-cache/report.ts";
 import { aptInstall, run, succeeds } from "./build-cache/run.ts";
+import { runBench } from "./build-cache/session.ts";
 
 /** 15 files of manifests, Dockerfile and blobs + 2,985 sources = 3,000 files; 4 × 16 MiB of blobs. */
 const SHAPE: ContextShape = { seed: 20_240_601, sourceFiles: 2_985, packages: 8, blobs: 4, blobBytes: 16 * 2 ** 20 };
@@ -30,8 +31,6 @@ interface Options {
 }
 
 const log = (line: string) => console.log(line);
-/** Set on Ctrl-C: a build that fails because its files were removed under it is not worth reporting. */
-let interrupted = false;
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -92,52 +91,35 @@ async function warmUp(builders: Builder[], workDir: string): Promise<void> {
   for (const builder of builders) await run(builder.buildCommand(dir, undefined));
 }
 
-async function main(): Promise<void> {
+runBench("build-cache", log, async ({ workDir, track }) => {
   const options = parseOptions();
-  // A short path: dockerd's sockets live under it, and unix socket paths are limited to 108 bytes.
-  const workDir = await mkdtemp(join(tmpdir(), "tsbuild-bench-"));
   const unavailable = new Map<string, string>();
   const results: ScenarioResult[] = [];
-  let builders: Builder[] = [];
-  const cleanUp = async () => {
-    for (const builder of builders) await builder.close().catch((error: Error) => log(`cleanup of ${builder.id}: ${error.message}`));
-    await rm(workDir, { recursive: true, force: true });
-  };
-  // Ctrl-C must still stop a dockerd that the bench started.
-  process.once("SIGINT", () => {
-    interrupted = true;
-    log("build-cache: interrupted: stopping what the bench started");
-    void cleanUp().finally(() => process.exit(130));
-  });
+  log(`build-cache: generating the context in ${workDir}`);
+  const context = await generateContext(join(workDir, "context"), SHAPE);
+  log(`build-cache: ${context.files} files, ${(context.bytes / 2 ** 20).toFixed(1)} MiB; output: ${options.output === "local" ? "type=local,dest=DIR" : "none"}`);
+  const setUp = await setUpBuilders(options, workDir, unavailable);
+  const builders = setUp.builders;
+  track(...builders);
+  for (const builder of setUp.info) log(`  ${builder.name}: ${builder.version}${builder.note === undefined ? "" : ` — ${builder.note}`}`);
+  for (const [id, reason] of unavailable) log(`  ${id}: not measured: ${reason}`);
+  await warmUp(builders, workDir);
+  const loadAtStart = loadavg()[0] as number;
 
-  try {
-    log(`build-cache: generating the context in ${workDir}`);
-    const context = await generateContext(join(workDir, "context"), SHAPE);
-    log(`build-cache: ${context.files} files, ${(context.bytes / 2 ** 20).toFixed(1)} MiB; output: ${options.output === "local" ? "type=local,dest=DIR" : "none"}`);
-    const setUp = await setUpBuilders(options, workDir, unavailable);
-    builders = setUp.builders;
-    for (const builder of setUp.info) log(`  ${builder.name}: ${builder.version}${builder.note === undefined ? "" : ` — ${builder.note}`}`);
-    for (const [id, reason] of unavailable) log(`  ${id}: not measured: ${reason}`);
-    await warmUp(builders, workDir);
-    const loadAtStart = loadavg()[0] as number;
-
-    const measured = [...builders];
-    const outDir = options.output === "local" ? join(workDir, "out") : undefined;
-    for (const scenario of scenarios(options.rounds)) {
-      log(`${scenario.name}: ${scenario.description}`);
-      results.push(await measureScenario(scenario, { builders: measured, context, outDir, log, onDropped: (builder, reason) => unavailable.set(builder.id, reason) }));
-    }
-
-    const report = { context, seed: SHAPE.seed, dockerfile: DOCKERFILE, output: options.output, builders: setUp.info, unavailable, results, loadAtStart };
-    printReport(report, log);
-    printTsbuildSteps(results);
-    await mkdir(new URL(".", RESULTS_FILE), { recursive: true });
-    await writeFile(RESULTS_FILE, `${JSON.stringify(toJson(report), null, 2)}\n`);
-    log(`results: bench/results/build-cache.json`);
-  } finally {
-    await cleanUp();
+  const measured = [...builders];
+  const outDir = options.output === "local" ? join(workDir, "out") : undefined;
+  for (const scenario of scenarios(options.rounds)) {
+    log(`${scenario.name}: ${scenario.description}`);
+    results.push(await measureScenario(scenario, { builders: measured, context, outDir, log, onDropped: (builder, reason) => unavailable.set(builder.id, reason) }));
   }
-}
+
+  const report = { context, seed: SHAPE.seed, dockerfile: DOCKERFILE, output: options.output, builders: setUp.info, unavailable, results, loadAtStart };
+  printReport(report, log);
+  printTsbuildSteps(results);
+  await mkdir(new URL(".", RESULTS_FILE), { recursive: true });
+  await writeFile(RESULTS_FILE, `${JSON.stringify(toJson(report), null, 2)}\n`);
+  log(`results: bench/results/build-cache.json`);
+});
 
 /** Where tsbuild's time went in its last incremental build: the steps it executed. */
 function printTsbuildSteps(results: ScenarioResult[]): void {
@@ -147,8 +129,3 @@ function printTsbuildSteps(results: ScenarioResult[]): void {
   for (const step of executedSteps(output)) log(`  ${step}`);
 }
 
-main().catch((error: Error) => {
-  if (interrupted) return;
-  console.error(`build-cache: ${error.message}`);
-  process.exitCode = 1;
-});

@@ -9,8 +9,8 @@
  * Run: npm run bench:run [-- --steps N] [--rounds N] [--network default|none|both] [--trace auto|yes|no] [--no-buildkit]
  * Results: bench/results/run-overhead.json. docs/benchmarks.md explains the set-up.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createTsbuild, type BuildFlags, type Builder } from "./build-cache/builders.ts";
@@ -18,6 +18,7 @@ import { createBuildKit } from "./build-cache/buildkit.ts";
 import { compareTrees, type Comparison } from "./build-cache/compare.ts";
 import { describeBuilder, describeMachine, type BuilderInfo } from "./build-cache/report.ts";
 import { aptInstall, median, run, runChecked, tail } from "./build-cache/run.ts";
+import { runBench } from "./build-cache/session.ts";
 import { ensureStaticBusybox, writeContext, type OverheadContext } from "./run-overhead/context.ts";
 import { buildkitRunStepsMs, percentile, tsbuildRunSteps } from "./run-overhead/steps.ts";
 import { KIND_NOTES, KINDS, perfAvailable, SEGMENTS, traceBuild, type TraceResult } from "./run-overhead/trace.ts";
@@ -38,7 +39,6 @@ interface Options {
 }
 
 const log = (line: string) => console.log(line);
-let interrupted = false;
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -165,77 +165,62 @@ function perStepMs(result: VariantResult, id: string, steps: number): number | u
   return (median(runs.withSteps) - median(runs.withoutSteps)) / steps;
 }
 
-async function main(): Promise<void> {
+runBench("run-overhead", log, async ({ workDir, track }) => {
   const options = parseOptions();
-  // A short path: dockerd's sockets live under it, and unix socket paths are limited to 108 bytes.
-  const workDir = await mkdtemp(join(tmpdir(), "tsbuild-bench-"));
   const dropped = new Map<string, string>();
-  let builders: Builder[] = [];
-  const cleanUp = async () => {
-    for (const builder of builders) await builder.close().catch((error: Error) => log(`cleanup of ${builder.id}: ${error.message}`));
-    await rm(workDir, { recursive: true, force: true });
-  };
-  process.once("SIGINT", () => {
-    interrupted = true;
-    log("run-overhead: interrupted: stopping what the bench started");
-    void cleanUp().finally(() => process.exit(130));
-  });
-
-  try {
-    const busybox = await ensureStaticBusybox(log);
-    const variants = await makeVariants(options.networks, options.steps, join(workDir, "contexts"));
-    const tsbuild = await createTsbuild(workDir);
-    builders = [tsbuild];
-    const info: BuilderInfo[] = [describeBuilder(tsbuild)];
-    if (options.buildkit) {
-      try {
-        // RUN steps on the default network need a bridge: BuildKit fails them on a daemon without one.
-        const { builder, daemon } = await createBuildKit(workDir, log, { network: "bridge" });
-        builders.push(builder);
-        info.push(describeBuilder(builder, daemon));
-      } catch (error) {
-        dropped.set("buildkit", (error as Error).message);
-      }
-    } else {
-      dropped.set("buildkit", "skipped (--no-buildkit)");
+  const busybox = await ensureStaticBusybox(log);
+  const variants = await makeVariants(options.networks, options.steps, join(workDir, "contexts"));
+  const tsbuild = await createTsbuild(workDir);
+  const builders: Builder[] = [tsbuild];
+  track(tsbuild);
+  const info: BuilderInfo[] = [describeBuilder(tsbuild)];
+  if (options.buildkit) {
+    try {
+      // RUN steps on the default network need a bridge: BuildKit fails them on a daemon without one.
+      const { builder, daemon } = await createBuildKit(workDir, log, { network: "bridge" });
+      builders.push(builder);
+      track(builder);
+      info.push(describeBuilder(builder, daemon));
+    } catch (error) {
+      dropped.set("buildkit", (error as Error).message);
     }
-    const perfData = join(workDir, "perf.data");
-    let trace = options.trace !== "no" && (await perfAvailable(perfData));
-    if (!trace && options.trace === "yes") {
-      await aptInstall("linux-perf");
-      trace = await perfAvailable(perfData);
-      if (!trace) throw new Error("perf record cannot record the sched tracepoints here (root and tracefs are needed)");
-    }
-    log(`run-overhead: ${options.steps} RUN steps against a build without any, ${options.rounds} rounds, cache disabled; busybox-static ${busybox}`);
-    for (const builder of info) log(`  ${builder.name}: ${builder.version}${builder.note === undefined ? "" : ` — ${builder.note}`}`);
-    for (const [id, reason] of dropped) log(`  ${id}: not measured: ${reason}`);
-    if (!trace) log(`  no breakdown of the steps: ${options.trace === "no" ? "--trace no" : "perf cannot record here (--trace yes installs linux-perf)"}`);
-
-    const loadAtStart = loadavg()[0] as number;
-    const results: VariantResult[] = [];
-    for (const variant of variants) {
-      log(`${variant.network}: ${variant.description}`);
-      await warmUp(variant, builders, join(workDir, "warm-up"));
-      const measured = [...builders];
-      const result = await measureVariant(variant, measured, options, join(workDir, "out", variant.network), dropped);
-      if (trace) {
-        log(`  ${variant.network}: one more tsbuild build under perf record`);
-        await tsbuild.resetCache();
-        const plan = variant.plan(tsbuild);
-        result.trace = await traceBuild(tsbuild.buildCommand(plan.withSteps.dir, undefined, { noCache: true, progress: "rawjson" }), perfData);
-      }
-      results.push(result);
-    }
-
-    const report = { options, busybox, info, dropped, results, loadAtStart, loadAtEnd: loadavg()[0] as number };
-    printReport(report);
-    await mkdir(new URL(".", RESULTS_FILE), { recursive: true });
-    await writeFile(RESULTS_FILE, `${JSON.stringify(toJson(report), null, 2)}\n`);
-    log("results: bench/results/run-overhead.json");
-  } finally {
-    await cleanUp();
+  } else {
+    dropped.set("buildkit", "skipped (--no-buildkit)");
   }
-}
+  const perfData = join(workDir, "perf.data");
+  let trace = options.trace !== "no" && (await perfAvailable(perfData));
+  if (!trace && options.trace === "yes") {
+    await aptInstall("linux-perf");
+    trace = await perfAvailable(perfData);
+    if (!trace) throw new Error("perf record cannot record the sched tracepoints here (root and tracefs are needed)");
+  }
+  log(`run-overhead: ${options.steps} RUN steps against a build without any, ${options.rounds} rounds, cache disabled; busybox-static ${busybox}`);
+  for (const builder of info) log(`  ${builder.name}: ${builder.version}${builder.note === undefined ? "" : ` — ${builder.note}`}`);
+  for (const [id, reason] of dropped) log(`  ${id}: not measured: ${reason}`);
+  if (!trace) log(`  no breakdown of the steps: ${options.trace === "no" ? "--trace no" : "perf cannot record here (--trace yes installs linux-perf)"}`);
+
+  const loadAtStart = loadavg()[0] as number;
+  const results: VariantResult[] = [];
+  for (const variant of variants) {
+    log(`${variant.network}: ${variant.description}`);
+    await warmUp(variant, builders, join(workDir, "warm-up"));
+    const measured = [...builders];
+    const result = await measureVariant(variant, measured, options, join(workDir, "out", variant.network), dropped);
+    if (trace) {
+      log(`  ${variant.network}: one more tsbuild build under perf record`);
+      await tsbuild.resetCache();
+      const plan = variant.plan(tsbuild);
+      result.trace = await traceBuild(tsbuild.buildCommand(plan.withSteps.dir, undefined, { noCache: true, progress: "rawjson" }), perfData);
+    }
+    results.push(result);
+  }
+
+  const report = { options, busybox, info, dropped, results, loadAtStart, loadAtEnd: loadavg()[0] as number };
+  printReport(report);
+  await mkdir(new URL(".", RESULTS_FILE), { recursive: true });
+  await writeFile(RESULTS_FILE, `${JSON.stringify(toJson(report), null, 2)}\n`);
+  log("results: bench/results/run-overhead.json");
+});
 
 /** One untimed 2-step build per builder: a daemon's first build, and tsbuild's first network attach, pay for set-up. */
 async function warmUp(variant: Variant, builders: Builder[], dir: string): Promise<void> {
@@ -438,8 +423,3 @@ function table(rows: string[][], leftAligned: number[] = [0]): string[] {
   );
 }
 
-main().catch((error: Error) => {
-  if (interrupted) return;
-  console.error(`run-overhead: ${error.message}`);
-  process.exitCode = 1;
-});
