@@ -10,13 +10,16 @@ export interface ArchiveImage {
 }
 
 /**
- * Puts an archive's image into the store: layer blobs (verified by the store against
- * their digests), the config exactly as archived (so the image id stays the same), and an
+ * Puts an archive's image into the store: layer blobs (verified against their digests by
+ * the archive reader, or by the store for a layout directory's), the config exactly as archived (so the image id stays the same), and an
  * OCI manifest for them; then names it with the archive's tags.
  */
 export async function loadArchiveImage(store: StateRoot, image: ArchiveImage): Promise<{ configDigest: string; manifestDigest: string; names: string[] }> {
   for (const layer of image.layers) {
-    if (!(await store.hasBlob(layer.digest))) await store.writeBlobFromFile(layer.path, layer.digest);
+    if (await store.hasBlob(layer.digest)) continue;
+    // The archive reader hashed each layer as it unpacked it: one it unpacked under the root's tmp/ moves in unread.
+    if (store.isTempPath(layer.path)) await store.adoptVerifiedBlob(layer.path, layer.digest);
+    else await store.writeBlobFromFile(layer.path, layer.digest);
   }
   const configDigest = await store.writeBlob(image.configBytes);
   const manifest: OciManifest = {

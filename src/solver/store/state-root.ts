@@ -1,6 +1,6 @@
 import { constants } from "node:fs";
 import { access, readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { resolve, sep } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { BlobStore } from "./blob-store.ts";
 import { CacheIndex, type CacheRecord } from "./cache-index.ts";
@@ -69,6 +69,11 @@ export class StateRoot {
   /** A unique path under tmp/ (not created), on the same file system as everything else. */
   tempPath(label: string): string {
     return this.temp.path(label);
+  }
+
+  /** Whether `path` is below tmp/ (where a file can be moved into the store instead of copied). */
+  isTempPath(path: string): boolean {
+    return resolve(path).startsWith(`${this.layout.tmp}${sep}`);
   }
 
   // Blobs
