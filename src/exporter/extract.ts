@@ -1,6 +1,5 @@
-import { constants as fsConstants, createReadStream, type Stats } from "node:fs";
-import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, unlink, utimes } from "node:fs/promises";
-import { join } from "node:path";
+import { createReadStream, type Stats } from "node:fs";
+import { lchown, link, lutimes, mkdir, readdir } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { extract as createExtract, type Header } from "tar-stream";
 import { createDecompressor, sniffCompression } from "./compression.ts";
@@ -8,7 +7,8 @@ import { HashTap } from "./digest.ts";
 import { ExporterError, UnsafeLayerEntryError } from "./errors.ts";
 import { layerCompression } from "./media-types.ts";
 import { makeSpecialNodes, type SpecialNode } from "./mknod.ts";
-import { ancestors, baseName, joinLayerPath, parentOf, splitLayerPath } from "./paths.ts";
+import { baseName, joinLayerPath, parentOf } from "./paths.ts";
+import { drain, forgetBelow, TarEntryWriter, type EntryMeta } from "./tar-entry-writer.ts";
 import { feedTar, ownerAndTime } from "./tar-util.ts";
 
 export interface ExtractLayerOptions {
@@ -103,54 +103,50 @@ function wrapError(blob: string, intoDir: string, error: unknown): unknown {
   return new ExporterError("ERR_LAYER_BAD_ENTRY", `layer ${blob} cannot be read as a tar: ${message}`, { cause: error });
 }
 
-interface PendingNode extends SpecialNode {
-  uid: number;
-  gid: number;
-  mtimeSeconds: number;
-}
+interface PendingNode extends SpecialNode, EntryMeta {}
 
-interface DirMeta {
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeSeconds: number;
-}
-
-/** Writes tar entries below a root, refusing any that would leave it. */
-class LayerWriter {
+/** Writes layer entries below a root, refusing any that would leave it; applies overlay whiteouts. */
+class LayerWriter extends TarEntryWriter {
   readonly opaque = new Set<string>();
-  /** Layer paths known to be real directories (not symlinks) made by this extraction. */
-  private readonly dirs = new Set<string>([""]);
   /** Device nodes and fifos waiting for one batched `mknod` run. */
   private readonly pending = new Map<string, PendingNode>();
-  /** Metadata of directory entries, applied at the end (writing children changes mtimes). */
-  private readonly dirMeta = new Map<string, DirMeta>();
-  private readonly root: boolean = process.getuid?.() === 0;
   /** A whiteout made by this extraction that new ones are hard-linked to. */
   private whiteoutTemplate: string | undefined;
 
   constructor(
     private readonly blob: string,
-    private readonly base: string,
-  ) {}
-
-  private abs(path: string): string {
-    return path === "" ? this.base : join(this.base, path);
+    base: string,
+  ) {
+    super(base);
   }
 
-  private unsafe(entry: string, reason: string): UnsafeLayerEntryError {
+  protected unsafe(entry: string, reason: string): UnsafeLayerEntryError {
     return new UnsafeLayerEntryError(this.blob, entry, reason);
   }
 
-  private bad(entry: string, reason: string): ExporterError {
+  protected bad(entry: string, reason: string): ExporterError {
     return new ExporterError("ERR_LAYER_BAD_ENTRY", `layer ${this.blob}: tar entry ${JSON.stringify(entry)}: ${reason}`);
+  }
+
+  protected linkOutsideReason(linkname: string, unsafe: string): string {
+    return `it is a hard link to ${JSON.stringify(linkname)}, and ${unsafe}`;
+  }
+
+  protected linkThroughSymlinkReason(linkname: string, dir: string): string {
+    return `it is a hard link to ${JSON.stringify(linkname)}, whose parent ${JSON.stringify(dir)} is a symbolic link made by an earlier entry`;
+  }
+
+  protected missingLinkTargetReason(linkname: string): string {
+    return `hard link target ${JSON.stringify(linkname)} does not exist (it must come earlier in the tar)`;
+  }
+
+  protected parentSymlinkReason(dir: string, target: string): string {
+    return `its parent ${JSON.stringify(dir)} is a symbolic link (to ${JSON.stringify(target)}) made by an earlier entry, and writing through it could leave the root`;
   }
 
   async add(header: Header, body: AsyncIterable<Buffer>): Promise<void> {
     const name = header.name;
-    const split = splitLayerPath(name);
-    if ("unsafe" in split) throw this.unsafe(name, split.unsafe);
-    const path = split.parts.join("/");
+    const path = this.entryPath(name);
     const isFile = header.type === "file" || header.type === "contiguous-file";
     if (!isFile) await drain(body);
     if (path === "") return; // the root ("./"): its metadata belongs to the lower layers' root
@@ -160,33 +156,8 @@ class LayerWriter {
       if (isFile) await drain(body);
       return this.whiteout(name, path, base);
     }
-    const meta = ownerAndTime(header);
-    switch (header.type) {
-      case "file":
-      case "contiguous-file":
-        return this.file(name, path, header.mode, meta, body);
-      case "directory":
-        return this.directory(name, path, { mode: header.mode, ...meta });
-      case "symlink":
-        return this.symlink(name, path, header.linkname, meta);
-      case "link":
-        return this.hardLink(name, path, header.linkname);
-      case "character-device":
-      case "block-device":
-      case "fifo":
-        await this.prepare(name, path, false);
-        this.queue(path, {
-          path: this.abs(path),
-          type: header.type === "fifo" ? "p" : header.type === "character-device" ? "c" : "b",
-          mode: header.mode,
-          major: header.devmajor,
-          minor: header.devminor,
-          ...meta,
-        });
-        return;
-      default:
-        throw this.bad(name, `unsupported tar entry type ${JSON.stringify(header.type)}`);
-    }
+    const { uid, gid, mtimeSeconds } = ownerAndTime(header);
+    return this.write(name, path, header, { uid, gid, atime: mtimeSeconds, mtime: mtimeSeconds }, body);
   }
 
   private async whiteout(name: string, path: string, base: string): Promise<void> {
@@ -222,125 +193,49 @@ class LayerWriter {
     this.whiteoutTemplate = abs;
   }
 
-  private async file(
-    name: string,
-    path: string,
-    mode: number,
-    meta: { uid: number; gid: number; mtimeSeconds: number },
-    body: AsyncIterable<Buffer>,
-  ): Promise<void> {
+  protected async special(name: string, path: string, header: Header, meta: EntryMeta): Promise<void> {
     await this.prepare(name, path, false);
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-    const handle = await open(this.abs(path), flags, 0o600);
-    try {
-      for await (const chunk of body) {
-        let offset = 0;
-        while (offset < chunk.length) offset += (await handle.write(chunk, offset)).bytesWritten;
-      }
-      if (this.root) await handle.chown(meta.uid, meta.gid);
-      await handle.chmod(mode & 0o7777);
-      await handle.utimes(meta.mtimeSeconds, meta.mtimeSeconds);
-    } finally {
-      await handle.close();
-    }
+    // Created by flush(), from the next prepare() on a full batch, a hard link to it or finish().
+    this.pending.set(path, {
+      path: this.abs(path),
+      type: header.type === "fifo" ? "p" : header.type === "character-device" ? "c" : "b",
+      mode: header.mode,
+      major: header.devmajor,
+      minor: header.devminor,
+      ...meta,
+    });
   }
 
-  private async directory(name: string, path: string, meta: DirMeta): Promise<void> {
-    const exists = await this.prepare(name, path, true);
-    if (!exists) await mkdir(this.abs(path), { mode: 0o700 });
-    this.dirs.add(path);
-    this.dirMeta.set(path, meta);
+  protected override async materialize(path: string): Promise<void> {
+    if (this.pending.has(path)) await this.flush();
   }
 
-  private async symlink(name: string, path: string, target: string, meta: { uid: number; gid: number; mtimeSeconds: number }): Promise<void> {
-    if (!target) throw this.bad(name, "symbolic link without a target");
-    await this.prepare(name, path, false);
-    const abs = this.abs(path);
-    await symlink(target, abs);
-    if (this.root) await lchown(abs, meta.uid, meta.gid);
-    await lutimes(abs, meta.mtimeSeconds, meta.mtimeSeconds);
-  }
-
-  private async hardLink(name: string, path: string, linkname: string): Promise<void> {
-    const split = splitLayerPath(linkname ?? "");
-    if ("unsafe" in split) throw this.unsafe(name, `it is a hard link to ${JSON.stringify(linkname)}, and ${split.unsafe}`);
-    const target = split.parts.join("/");
-    if (target === "") throw this.bad(name, "hard link without a target");
-    for (const dir of ancestors(target)) {
-      if (this.dirs.has(dir)) continue;
-      const stat = await lstatOrNull(this.abs(dir));
-      if (stat?.isSymbolicLink()) {
-        throw this.unsafe(name, `it is a hard link to ${JSON.stringify(linkname)}, whose parent ${JSON.stringify(dir)} is a symbolic link made by an earlier entry`);
-      }
-      if (!stat?.isDirectory()) break; // the lstat of the target below reports it missing
-    }
-    if (this.pending.has(target)) await this.flush();
-    const stat = await lstatOrNull(this.abs(target));
-    if (stat === null) throw this.bad(name, `hard link target ${JSON.stringify(linkname)} does not exist (it must come earlier in the tar)`);
-    if (stat.isDirectory()) throw this.bad(name, `hard link target ${JSON.stringify(linkname)} is a directory`);
-    if (target === path) return;
-    await this.prepare(name, path, false);
-    await link(this.abs(target), this.abs(path));
-  }
-
-  private queue(path: string, node: PendingNode): void {
-    this.pending.set(path, node); // created by flush(), from the next prepare() on a full batch or finish()
-  }
-
-  /**
-   * Makes sure the parents of `path` are real directories inside the root (creating missing
-   * ones), then removes whatever is at `path` unless it is a directory and `keepDir` is set.
-   * Returns whether a directory was kept.
-   */
-  private async prepare(name: string, path: string, keepDir: boolean): Promise<boolean> {
+  /** Flushes a full batch first, so the queue stays bounded. */
+  protected override async prepare(name: string, path: string, keepDir: boolean): Promise<boolean> {
     if (this.pending.size >= NODE_BATCH) await this.flush();
-    await this.ensureParents(name, path);
-    if (this.pending.delete(path)) return false; // queued, not yet on disk
-    const abs = this.abs(path);
-    const stat = await lstatOrNull(abs);
-    if (stat === null) return false;
+    return super.prepare(name, path, keepDir);
+  }
+
+  /** A node replaced before it was made is just dropped. */
+  protected override unqueue(path: string): boolean {
+    return this.pending.delete(path);
+  }
+
+  /** A removed template can no longer be linked to. */
+  protected override replacing(abs: string): void {
     if (abs === this.whiteoutTemplate) this.whiteoutTemplate = undefined;
-    if (stat.isDirectory()) {
-      if (keepDir) return true;
-      await rm(abs, { recursive: true, force: true });
-      this.forget(path);
-    } else {
-      await unlink(abs);
-    }
-    return false;
   }
 
-  private async ensureParents(name: string, path: string): Promise<void> {
-    const parent = parentOf(path);
-    if (this.dirs.has(parent)) return;
-    for (const dir of ancestors(path)) {
-      if (this.dirs.has(dir)) continue;
-      if (this.pending.has(dir)) throw this.bad(name, `its parent ${JSON.stringify(dir)} is a device node or fifo made by an earlier entry`);
-      const abs = this.abs(dir);
-      const stat = await lstatOrNull(abs);
-      if (stat === null) {
-        await mkdir(abs, { mode: 0o755 });
-      } else if (stat.isSymbolicLink()) {
-        const target = await readlink(abs).catch(() => "?");
-        throw this.unsafe(
-          name,
-          `its parent ${JSON.stringify(dir)} is a symbolic link (to ${JSON.stringify(target)}) made by an earlier entry, and writing through it could leave the root`,
-        );
-      } else if (!stat.isDirectory()) {
-        throw this.bad(name, `its parent ${JSON.stringify(dir)} is not a directory`);
-      }
-      this.dirs.add(dir);
-    }
+  /** A queued node is not on disk yet, so lstat would call the parent missing. */
+  protected override async statParent(name: string, dir: string): Promise<Stats | null> {
+    if (this.pending.has(dir)) throw this.bad(name, `its parent ${JSON.stringify(dir)} is a device node or fifo made by an earlier entry`);
+    return super.statParent(name, dir);
   }
 
-  /** Drops what is known about a removed directory and everything below it. */
-  private forget(path: string): void {
-    const prefix = path + "/";
-    const below = (key: string) => key === path || key.startsWith(prefix);
-    for (const key of this.dirs) if (below(key)) this.dirs.delete(key);
-    for (const key of this.dirMeta.keys()) if (below(key)) this.dirMeta.delete(key);
-    for (const key of this.pending.keys()) if (below(key)) this.pending.delete(key);
-    for (const key of this.opaque) if (below(key)) this.opaque.delete(key);
+  protected override forget(path: string): void {
+    super.forget(path);
+    forgetBelow(this.pending, path);
+    forgetBelow(this.opaque, path);
     if (this.whiteoutTemplate !== undefined && this.whiteoutTemplate.startsWith(this.abs(path) + "/")) this.whiteoutTemplate = undefined;
   }
 
@@ -350,42 +245,13 @@ class LayerWriter {
     if (nodes.length === 0) return;
     await makeSpecialNodes(nodes);
     for (const node of nodes) {
-      if (this.root) await lchown(node.path, node.uid, node.gid);
-      await lutimes(node.path, node.mtimeSeconds, node.mtimeSeconds);
+      if (this.asRoot) await lchown(node.path, node.uid, node.gid);
+      await lutimes(node.path, node.atime, node.mtime);
     }
   }
 
-  async finish(): Promise<void> {
+  override async finish(): Promise<void> {
     await this.flush();
-    // Deepest first, so setting a directory's mtime is not undone by its children.
-    const dirs = [...this.dirMeta].sort((a, b) => depth(b[0]) - depth(a[0]));
-    for (const [path, meta] of dirs) {
-      const abs = this.abs(path);
-      if (this.root) await chown(abs, meta.uid, meta.gid);
-      await chmod(abs, meta.mode & 0o7777);
-      await utimes(abs, meta.mtimeSeconds, meta.mtimeSeconds);
-    }
-  }
-}
-
-function depth(path: string): number {
-  let count = 0;
-  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 47) count++;
-  return path === "" ? -1 : count;
-}
-
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await lstat(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return null;
-    throw error;
-  }
-}
-
-async function drain(body: AsyncIterable<Buffer>): Promise<void> {
-  for await (const _chunk of body) {
-    // discard
+    await super.finish();
   }
 }

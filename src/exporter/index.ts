@@ -53,3 +53,4 @@ export type { TarDestination } from "./tar-output.ts";
 /** Safe tar helpers shared with ADD's archive unpacking. */
 export { feedTar } from "./tar-util.ts";
 export { parentOf, splitLayerPath } from "./paths.ts";
+export { drain, TarEntryWriter, type EntryMeta } from "./tar-entry-writer.ts";

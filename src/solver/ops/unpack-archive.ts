@@ -5,15 +5,15 @@
  * directory instead of being copied. Entries keep their owners, modes and times; `.wh.`
  * files are ordinary files here. No entry can write outside the destination.
  */
-import { constants as fsConstants, createReadStream, type Stats } from "node:fs";
-import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, readlink, rm, symlink, unlink, utimes } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { createReadStream, type Stats } from "node:fs";
+import { chown, lchown, lstat, lutimes, mkdir, open } from "node:fs/promises";
+import { basename } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { extract as createExtract, type Header } from "tar-stream";
 import { UserError } from "../../user-error.ts";
 import { runCommand, startCommand } from "../sources/command.ts";
-import { feedTar, parentOf, splitLayerPath } from "../../exporter/index.ts";
+import { drain, feedTar, parentOf, TarEntryWriter, type EntryMeta } from "../../exporter/index.ts";
 
 export type ArchiveCompression = "uncompressed" | "gzip" | "bzip2" | "xz" | "zstd";
 
@@ -221,7 +221,6 @@ function describe(name: string, error: unknown): unknown {
   return new BadArchiveError(`cannot unpack archive ${name}: ${message}`, "check that the file is a complete, uncorrupted tar archive");
 }
 
-/** Writes a byte stream into a tar-stream extractor with backpressure, then ends it. */
 /** Whether a relative symlink target, seen from directory `dir` (destination-relative), climbs above the destination. */
 function climbsOut(dir: string, target: string): boolean {
   if (target.startsWith("/")) return false; // resolved against the image root, as Docker allows
@@ -238,26 +237,8 @@ function climbsOut(dir: string, target: string): boolean {
   return false;
 }
 
-/** Strict ancestors of a relative path, outermost first, without the root. */
-function ancestors(path: string): string[] {
-  const result: string[] = [];
-  let index = path.indexOf("/");
-  while (index >= 0) {
-    result.push(path.slice(0, index));
-    index = path.indexOf("/", index + 1);
-  }
-  return result;
-}
-
-interface Meta {
-  uid: number;
-  gid: number;
-  mtime: number;
-  atime: number;
-}
-
 /** uid, gid and times (seconds, fractional from PAX records) of a header. */
-function metaOf(header: Header): Meta {
+function metaOf(header: Header): EntryMeta {
   const pax = (header.pax ?? {}) as Record<string, string | undefined>;
   const number = (value: string | undefined, fallback: number) => {
     const parsed = value === undefined ? NaN : Number(value);
@@ -267,135 +248,57 @@ function metaOf(header: Header): Meta {
   return { uid: number(pax.uid, header.uid), gid: number(pax.gid, header.gid), mtime, atime: number(pax.atime, mtime) };
 }
 
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await lstat(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return null;
-    throw error;
-  }
-}
-
-async function drain(body: AsyncIterable<Buffer>): Promise<void> {
-  for await (const _chunk of body) {
-    // discard
-  }
-}
-
-/** Writes tar entries below a destination directory, refusing any that would leave it. */
-class ArchiveWriter {
-  /** Destination-relative paths known to be real directories (not symlinks). */
-  private readonly dirs = new Set<string>([""]);
-  /** Metadata of directory entries, applied at the end (writing children changes mtimes). */
-  private readonly dirMeta = new Map<string, Meta & { mode: number }>();
-  private readonly root = process.getuid?.() === 0;
-
+/** Writes archive entries below a destination directory, refusing any that would leave it. */
+class ArchiveWriter extends TarEntryWriter {
   constructor(
     private readonly archive: string,
-    private readonly dest: string,
+    dest: string,
     private readonly makeParent: ((relativePath: string) => Promise<void>) | undefined,
-  ) {}
-
-  private abs(path: string): string {
-    return path === "" ? this.dest : join(this.dest, path);
+  ) {
+    super(dest);
   }
 
-  private unsafe(entry: string, reason: string): UnsafeArchiveEntryError {
+  protected unsafe(entry: string, reason: string): UnsafeArchiveEntryError {
     return new UnsafeArchiveEntryError(this.archive, entry, reason);
   }
 
-  private bad(entry: string, reason: string): BadArchiveError {
+  protected bad(entry: string, reason: string): BadArchiveError {
     return new BadArchiveError(`archive ${this.archive}: entry ${JSON.stringify(entry)}: ${reason}`);
+  }
+
+  protected linkOutsideReason(linkname: string, unsafe: string): string {
+    return `it is a hard link to ${JSON.stringify(linkname)}, and ${unsafe.replace(/^it /, "that ")}`;
+  }
+
+  protected linkThroughSymlinkReason(linkname: string, dir: string): string {
+    return `it is a hard link to ${JSON.stringify(linkname)}, whose parent ${JSON.stringify(dir)} is a symbolic link`;
+  }
+
+  protected missingLinkTargetReason(linkname: string): string {
+    return `hard link target ${JSON.stringify(linkname)} does not exist (it must come earlier in the archive)`;
+  }
+
+  protected parentSymlinkReason(dir: string, target: string): string {
+    return `its parent ${JSON.stringify(dir)} is a symbolic link (to ${JSON.stringify(target)}), and writing through it could leave the destination`;
   }
 
   async add(header: Header, body: AsyncIterable<Buffer>): Promise<void> {
     const name = header.name;
     const isFile = header.type === "file" || header.type === "contiguous-file";
     if (!isFile) await drain(body);
-    const split = splitLayerPath(name);
-    if ("unsafe" in split) throw this.unsafe(name, split.unsafe);
-    const path = split.parts.join("/");
+    const path = this.entryPath(name);
     if (path === "") {
       if (isFile) await drain(body);
       return; // the archive's root ("./"): the destination keeps its own metadata
     }
-    const meta = metaOf(header);
-    switch (header.type) {
-      case "file":
-      case "contiguous-file":
-        return this.file(name, path, header.mode, meta, body);
-      case "directory":
-        return this.directory(name, path, { mode: header.mode, ...meta });
-      case "symlink":
-        return this.symlink(name, path, header.linkname ?? "", meta);
-      case "link":
-        return this.hardLink(name, path, header.linkname ?? "");
-      case "character-device":
-      case "block-device":
-      case "fifo":
-        return this.special(name, path, header, meta);
-      default:
-        throw this.bad(name, `unsupported tar entry type ${JSON.stringify(header.type)}`);
-    }
+    return this.write(name, path, header, metaOf(header), body);
   }
 
-  private async file(name: string, path: string, mode: number, meta: Meta, body: AsyncIterable<Buffer>): Promise<void> {
-    await this.prepare(name, path, false);
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-    const handle = await open(this.abs(path), flags, 0o600);
-    try {
-      for await (const chunk of body) {
-        let offset = 0;
-        while (offset < chunk.length) offset += (await handle.write(chunk, offset)).bytesWritten;
-      }
-      if (this.root) await handle.chown(meta.uid, meta.gid);
-      await handle.chmod(mode & 0o7777);
-      await handle.utimes(meta.atime, meta.mtime);
-    } finally {
-      await handle.close();
-    }
-  }
-
-  private async directory(name: string, path: string, meta: Meta & { mode: number }): Promise<void> {
-    const kept = await this.prepare(name, path, true);
-    if (!kept) await mkdir(this.abs(path), { mode: 0o700 });
-    this.dirs.add(path);
-    this.dirMeta.set(path, meta);
-  }
-
-  private async symlink(name: string, path: string, target: string, meta: Meta): Promise<void> {
-    if (target === "") throw this.bad(name, "symbolic link without a target");
+  protected override checkSymlinkTarget(name: string, path: string, target: string): void {
     if (climbsOut(parentOf(path), target)) throw this.unsafe(name, `it is a symbolic link to ${JSON.stringify(target)}, which points outside the destination`);
-    await this.prepare(name, path, false);
-    const abs = this.abs(path);
-    await symlink(target, abs);
-    if (this.root) await lchown(abs, meta.uid, meta.gid);
-    await lutimes(abs, meta.atime, meta.mtime);
   }
 
-  private async hardLink(name: string, path: string, linkname: string): Promise<void> {
-    const split = splitLayerPath(linkname);
-    if ("unsafe" in split) throw this.unsafe(name, `it is a hard link to ${JSON.stringify(linkname)}, and ${split.unsafe.replace(/^it /, "that ")}`);
-    const target = split.parts.join("/");
-    if (target === "") throw this.bad(name, "hard link without a target");
-    for (const dir of ancestors(target)) {
-      if (this.dirs.has(dir)) continue;
-      const stats = await lstatOrNull(this.abs(dir));
-      if (stats?.isSymbolicLink()) {
-        throw this.unsafe(name, `it is a hard link to ${JSON.stringify(linkname)}, whose parent ${JSON.stringify(dir)} is a symbolic link`);
-      }
-      if (!stats?.isDirectory()) break; // the lstat of the target below reports it missing
-    }
-    const stats = await lstatOrNull(this.abs(target));
-    if (stats === null) throw this.bad(name, `hard link target ${JSON.stringify(linkname)} does not exist (it must come earlier in the archive)`);
-    if (stats.isDirectory()) throw this.bad(name, `hard link target ${JSON.stringify(linkname)} is a directory`);
-    if (target === path) return;
-    await this.prepare(name, path, false);
-    await link(this.abs(target), this.abs(path));
-  }
-
-  private async special(name: string, path: string, header: Header, meta: Meta): Promise<void> {
+  protected async special(name: string, path: string, header: Header, meta: EntryMeta): Promise<void> {
     await this.prepare(name, path, false);
     const abs = this.abs(path);
     const mode = (header.mode & 0o7777).toString(8).padStart(4, "0");
@@ -407,71 +310,23 @@ class ArchiveWriter {
       if (error instanceof UserError) throw error;
       throw this.bad(name, `cannot create the ${header.type}: ${(error as Error).message}`);
     }
-    if (this.root) await lchown(abs, meta.uid, meta.gid);
+    if (this.asRoot) await lchown(abs, meta.uid, meta.gid);
     await lutimes(abs, meta.atime, meta.mtime);
   }
 
-  /**
-   * Makes sure the parents of `path` are real directories inside the destination (creating
-   * missing ones, root-owned 0755), then removes whatever is at `path` unless it is a
-   * directory and `keepDir` is set. Returns whether a directory was kept.
-   */
-  private async prepare(name: string, path: string, keepDir: boolean): Promise<boolean> {
-    await this.ensureParents(name, path);
-    const abs = this.abs(path);
-    const stats = await lstatOrNull(abs);
-    if (stats === null) return false;
-    if (stats.isDirectory()) {
-      if (keepDir) return true;
-      await rm(abs, { recursive: true, force: true });
-      this.forget(path);
-    } else {
-      await unlink(abs);
-    }
-    return false;
+  /** A missing parent is made by the caller's makeParent when given (it must then exist). */
+  protected override async statParent(name: string, dir: string): Promise<Stats | null> {
+    const stat = await super.statParent(name, dir);
+    if (stat !== null || !this.makeParent) return stat;
+    await this.makeParent(dir);
+    const made = await super.statParent(name, dir);
+    if (made === null) throw this.bad(name, `its parent ${JSON.stringify(dir)} could not be created`);
+    return made;
   }
 
-  private async ensureParents(name: string, path: string): Promise<void> {
-    if (this.dirs.has(parentOf(path))) return;
-    for (const dir of ancestors(path)) {
-      if (this.dirs.has(dir)) continue;
-      const abs = this.abs(dir);
-      let stats = await lstatOrNull(abs);
-      if (stats === null && this.makeParent) {
-        await this.makeParent(dir);
-        stats = await lstatOrNull(abs);
-        if (stats === null) throw this.bad(name, `its parent ${JSON.stringify(dir)} could not be created`);
-      }
-      if (stats === null) {
-        await mkdir(abs, { mode: 0o755 });
-        if (this.root) await chown(abs, 0, 0);
-      } else if (stats.isSymbolicLink()) {
-        const target = await readlink(abs).catch(() => "?");
-        throw this.unsafe(name, `its parent ${JSON.stringify(dir)} is a symbolic link (to ${JSON.stringify(target)}), and writing through it could leave the destination`);
-      } else if (!stats.isDirectory()) {
-        throw this.bad(name, `its parent ${JSON.stringify(dir)} is not a directory`);
-      }
-      this.dirs.add(dir);
-    }
-  }
-
-  /** Drops what is known about a removed directory and everything below it. */
-  private forget(path: string): void {
-    const prefix = `${path}/`;
-    const below = (key: string) => key === path || key.startsWith(prefix);
-    for (const key of this.dirs) if (below(key)) this.dirs.delete(key);
-    for (const key of this.dirMeta.keys()) if (below(key)) this.dirMeta.delete(key);
-  }
-
-  async finish(): Promise<void> {
-    // Deepest first, so setting a directory's mtime is not undone by its children.
-    const depth = (path: string) => path.split("/").length;
-    const dirs = [...this.dirMeta].sort((a, b) => depth(b[0]) - depth(a[0]));
-    for (const [path, meta] of dirs) {
-      const abs = this.abs(path);
-      if (this.root) await chown(abs, meta.uid, meta.gid);
-      await chmod(abs, meta.mode & 0o7777);
-      await utimes(abs, meta.atime, meta.mtime);
-    }
+  /** Root-owned, as Docker makes them. */
+  protected override async createParent(abs: string): Promise<void> {
+    await super.createParent(abs);
+    if (this.asRoot) await chown(abs, 0, 0);
   }
 }
