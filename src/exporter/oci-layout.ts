@@ -39,6 +39,8 @@ export interface ImageInput {
   layers: readonly ImageLayer[];
   /** rootfs may be left out: it is filled from the layers' diffIds. */
   config: ImageConfigInput;
+  /** The config blob as stored (`config` is its parse): written as it is, so the image keeps its id. No epoch applies to it. */
+  configBytes?: Uint8Array;
   /**
    * Names recorded in index.json. A bare name ("latest", "v1") becomes the
    * org.opencontainers.image.ref.name; an image reference ("registry.example.com/app:1.2")
@@ -187,7 +189,7 @@ function prepare(image: ImageInput | ImageIndexInput, options: WriteImageOptions
     const platform = configPlatform(image.config);
     checkAnnotations(options.annotations, [platform], false);
     const own = platformAnnotations(options.annotations, platform);
-    const docs = buildImageManifest(image.layers, image.config, {
+    const docs = buildImageManifest(image.layers, image.configBytes ?? image.config, {
       annotations: { ...image.annotations, ...own.manifest },
       descriptorAnnotations: { ...created, ...own.manifestDescriptor },
       ...epoch,

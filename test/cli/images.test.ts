@@ -173,6 +173,11 @@ describe("the local image store", () => {
     allBlobsVerify(root);
     const out = temp("out");
     ok(tsbuild(["save", "second", "-o", join(out, "img.tar")], { root }));
+    // An OCI archive keeps the config's bytes too, so the image id stays the same.
+    ok(tsbuild(["save", "--format", "oci", "second", "-o", join(out, "img-oci.tar")], { root }));
+    const ociIndex = JSON.parse(spawnSync("tar", ["-xOf", join(out, "img-oci.tar"), "index.json"], { encoding: "utf8" }).stdout) as { manifests: { digest: string }[] };
+    const ociManifest = JSON.parse(spawnSync("tar", ["-xOf", join(out, "img-oci.tar"), `blobs/sha256/${ociIndex.manifests[0]?.digest.slice(7)}`], { encoding: "utf8" }).stdout) as { config: { digest: string } };
+    expect(ociManifest.config.digest).toBe(image.Id);
     expect(ok(tsbuild(["rmi", "--force", id], { root })).stdout).toMatch(/Untagged: first:1\nUntagged: second:latest|Untagged: second:latest\nUntagged: first:1/);
     ok(tsbuild(["rmi", `${registry.host}/library/busybox`], { root }));
     expect(ok(tsbuild(["images", "-q"], { root })).stdout).toBe("");

@@ -268,7 +268,7 @@ export async function runSave(args: Common & { names: string[]; output?: string;
   if (args.format === "oci") {
     if (images.length !== 1) throw new UserError("--format oci saves one image per archive", "save the images one by one");
     const [image] = images as [(typeof images)[number]];
-    await writeOciTar(args.output ?? process.stdout, { layers: image.layers, config: image.config, tags: image.tags });
+    await writeOciTar(args.output ?? process.stdout, { layers: image.layers, config: image.config, configBytes: image.configBytes, tags: image.tags });
   } else {
     await writeDockerArchive(args.output ?? process.stdout, images.map((image) => ({ config: image.configBytes, layers: image.layers, tags: image.tags.map(familiarName) })));
   }
