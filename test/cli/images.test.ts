@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistry, type RegistryServer } from "../registry/registry-server.ts";
@@ -173,11 +173,24 @@ describe("the local image store", () => {
     allBlobsVerify(root);
     const out = temp("out");
     ok(tsbuild(["save", "second", "-o", join(out, "img.tar")], { root }));
-    // An OCI archive keeps the config's bytes too, so the image id stays the same.
-    ok(tsbuild(["save", "--format", "oci", "second", "-o", join(out, "img-oci.tar")], { root }));
-    const ociIndex = JSON.parse(spawnSync("tar", ["-xOf", join(out, "img-oci.tar"), "index.json"], { encoding: "utf8" }).stdout) as { manifests: { digest: string }[] };
-    const ociManifest = JSON.parse(spawnSync("tar", ["-xOf", join(out, "img-oci.tar"), `blobs/sha256/${ociIndex.manifests[0]?.digest.slice(7)}`], { encoding: "utf8" }).stdout) as { config: { digest: string } };
-    expect(ociManifest.config.digest).toBe(image.Id);
+    // An OCI archive keeps a config's bytes as stored, so the image keeps its id: a config
+    // written with other spacing than ours (as another tool may) loads and saves unchanged.
+    const unpacked = temp("unpacked");
+    expect(spawnSync("tar", ["-xf", join(out, "img.tar"), "-C", unpacked]).status).toBe(0);
+    const [entry] = JSON.parse(readFileSync(join(unpacked, "manifest.json"), "utf8")) as [{ Config: string; RepoTags: string[] }];
+    const spaced = Buffer.from(JSON.stringify(JSON.parse(readFileSync(join(unpacked, entry.Config), "utf8")), null, 2));
+    const spacedId = createHash("sha256").update(spaced).digest("hex");
+    rmSync(join(unpacked, entry.Config));
+    writeFileSync(join(unpacked, `${spacedId}.json`), spaced);
+    writeFileSync(join(unpacked, "manifest.json"), JSON.stringify([{ ...entry, Config: `${spacedId}.json`, RepoTags: ["spaced:1"] }]));
+    expect(spawnSync("tar", ["-cf", join(out, "spaced.tar"), "-C", unpacked, "."]).status).toBe(0);
+    ok(tsbuild(["load", "-i", join(out, "spaced.tar")], { root }));
+    ok(tsbuild(["save", "--format", "oci", "spaced:1", "-o", join(out, "spaced-oci.tar")], { root }));
+    const fromTar = (name: string) => JSON.parse(spawnSync("tar", ["-xOf", join(out, "spaced-oci.tar"), name], { encoding: "utf8" }).stdout);
+    const ociIndex = fromTar("index.json") as { manifests: { digest: string }[] };
+    const ociManifest = fromTar(`blobs/sha256/${ociIndex.manifests[0]?.digest.slice(7)}`) as { config: { digest: string } };
+    expect(ociManifest.config.digest).toBe(`sha256:${spacedId}`);
+    ok(tsbuild(["rmi", "spaced:1"], { root }));
     expect(ok(tsbuild(["rmi", "--force", id], { root })).stdout).toMatch(/Untagged: first:1\nUntagged: second:latest|Untagged: second:latest\nUntagged: first:1/);
     ok(tsbuild(["rmi", `${registry.host}/library/busybox`], { root }));
     expect(ok(tsbuild(["images", "-q"], { root })).stdout).toBe("");
