@@ -180,6 +180,7 @@ export async function runTag(args: Common & { source: string; target: string }):
 
 export async function runRmi(args: Common & { names: string[]; force: boolean }): Promise<number> {
   const store = await openStore(args);
+  const reachedBefore = await store.reachableBlobs();
   let failed = false;
   for (const text of args.names) {
     const found = await findImage(store, text);
@@ -199,6 +200,9 @@ export async function runRmi(args: Common & { names: string[]; force: boolean })
       process.stdout.write(`Untagged: ${familiarName(ref.name)}\n`);
     }
   }
+  // As docker does, what no other name needs goes now (layers already extracted stay cached until prune).
+  const { removed } = await store.removeUnreachableBlobs(reachedBefore);
+  for (const digest of removed) process.stdout.write(`Deleted: ${digest}\n`);
   return failed ? EXIT.userError : EXIT.ok;
 }
 

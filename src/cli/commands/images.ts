@@ -57,7 +57,7 @@ export const imageCommands = {
   },
   rmi: {
     command: "rmi <names..>",
-    describe: "Remove image names from the local image store (their blobs go at the next prune)",
+    describe: "Remove image names from the local image store, and the blobs no other name needs",
     builder: (yargs: Argv) =>
       yargs
         .positional("names", { type: "string", array: true, demandOption: true, describe: "Names or ids" })

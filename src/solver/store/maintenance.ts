@@ -28,6 +28,7 @@ export interface PruneResult {
 
 export interface MaintenanceParts {
   blobsDir: string;
+  blobPath: (digest: string) => string;
   temp: TempArea;
   gate: PruneGate;
   leases: LeaseRegistry;
@@ -120,6 +121,39 @@ export async function prune(parts: MaintenanceParts, options: PruneOptions): Pro
   await parts.reuse.removeDangling((id) => parts.layers.exists(id));
   await parts.temp.removeStale();
   return result;
+}
+
+/**
+ * Removes the blobs among `digests` that no stored name reaches any more and that nothing
+ * used since the oldest live lease started (what `rmi` frees at once; prune would later).
+ * Decided under the prune marker, like prune. Returns the digests removed and their bytes.
+ */
+export async function removeUnreachableBlobs(parts: MaintenanceParts, digests: Iterable<string>): Promise<{ removed: string[]; bytes: number }> {
+  const removed: string[] = [];
+  let bytes = 0;
+  const claimed: string[] = [];
+  const leave = await parts.gate.enter().catch((error: unknown) => {
+    throw describeFsError(error, "start removing blobs in", parts.gate.dir);
+  });
+  try {
+    const since = await protectedSince(parts, Date.now());
+    const reachable = await parts.images.reachableBlobs();
+    for (const digest of new Set(digests)) {
+      if (reachable.has(digest)) continue;
+      const path = parts.blobPath(digest);
+      const stats = await stat(path).catch(() => undefined);
+      if (stats === undefined || stats.mtimeMs >= since - 1) continue; // gone, or in use by a running build
+      const claim = await claimPath(parts.temp, path);
+      if (claim === undefined) continue;
+      claimed.push(claim);
+      removed.push(digest);
+      bytes += stats.size;
+    }
+  } finally {
+    await leave();
+  }
+  for (const path of claimed) await rm(path, { force: true });
+  return { removed, bytes };
 }
 
 /** Moves an entry into tmp/ (our name); undefined if it was already gone. */

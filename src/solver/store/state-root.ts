@@ -11,7 +11,7 @@ import { StoreError, describeFsError, errnoCode } from "./errors.ts";
 import { LayerStore, type LayerFill, type LayerInfo } from "./layer-store.ts";
 import { layoutDirectories, layoutOf, type Layout } from "./layout.ts";
 import { LeaseRegistry, type Lease } from "./leases.ts";
-import { diskUsage, prune, type DiskUsage, type MaintenanceParts, type PruneResult } from "./maintenance.ts";
+import { diskUsage, prune, removeUnreachableBlobs, type DiskUsage, type MaintenanceParts, type PruneResult } from "./maintenance.ts";
 import { PruneGate } from "./prune-gate.ts";
 import type { PruneOptions } from "./prune-plan.ts";
 import { TempArea } from "./temp-area.ts";
@@ -48,7 +48,7 @@ export class StateRoot {
     this.reuse = new FileReuseIndex(layout.reuse, this.temp);
     this.leases = new LeaseRegistry(layout.leases, this.temp);
     this.images = new ImageRefs(layout.images, this.temp, this.blobs);
-    this.maintenance = { blobsDir: layout.blobs, temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers, images: this.images, reuse: this.reuse };
+    this.maintenance = { blobsDir: layout.blobs, blobPath: (digest) => this.blobs.path(digest), temp: this.temp, gate, leases: this.leases, cache: this.cache, layers: this.layers, images: this.images, reuse: this.reuse };
   }
 
   /** Opens (creating if needed) the root at `dir`, and removes temp entries left by dead processes. */
@@ -178,6 +178,16 @@ export class StateRoot {
 
   du(): Promise<DiskUsage> {
     return diskUsage(this.maintenance);
+  }
+
+  /** All blobs that stored names reach (an image's manifests, configs and layers). */
+  reachableBlobs(): Promise<Set<string>> {
+    return this.images.reachableBlobs();
+  }
+
+  /** Removes the blobs among `digests` that no name reaches and no live lease protects (see maintenance.ts). */
+  removeUnreachableBlobs(digests: Iterable<string>): Promise<{ removed: string[]; bytes: number }> {
+    return removeUnreachableBlobs(this.maintenance, digests);
   }
 
   /** Removes cache records, layers and blobs (see PruneOptions); never what a live lease protects. */

@@ -159,6 +159,28 @@ describe("leases", () => {
   });
 });
 
+describe("removeUnreachableBlobs (rmi)", () => {
+  it("removes what no name reaches, unless used since a live lease started", async () => {
+    const root = await StateRoot.open(freshDir("rmi"));
+    const named = await root.writeBlob('{"schemaVersion":2}');
+    await root.putImageRef({ name: "docker.io/library/kept:latest", target: { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: named, size: 19 }, createdAt: "", origin: "load" });
+    const old = await root.writeBlob("old");
+    const inUse = await root.writeBlob("in use");
+    for (const digest of [named, old, inUse]) await backdate(root.blobPath(digest), HOUR);
+    const lease = await root.acquireLease();
+    try {
+      expect(await root.hasBlob(inUse)).toBe(true); // a running build reads it
+      const result = await root.removeUnreachableBlobs([named, old, inUse, keyOf("never stored")]);
+      expect(result).toEqual({ removed: [old], bytes: 3 });
+      expect(existsSync(root.blobPath(old))).toBe(false);
+      expect(existsSync(root.blobPath(inUse))).toBe(true);
+      expect(existsSync(root.blobPath(named))).toBe(true);
+    } finally {
+      await lease.release();
+    }
+  });
+});
+
 describe("a use while a prune is deciding", () => {
   it("waits for the prune to finish, then sees whether the item survived", async () => {
     const root = await StateRoot.open(freshDir("gate"));
