@@ -13,7 +13,7 @@ import { RegistryError } from "./errors.ts";
 import { registryEndpoint } from "./hosts.ts";
 import { digestOf, isDigest } from "./manifest.ts";
 import { displayReference, type ImageReference } from "./reference.ts";
-import { withRetries } from "./retry.ts";
+import { RetryableError, withRetries } from "./retry.ts";
 import { discard, header } from "./transport.ts";
 import type { ContentStore, PushIndex, PushManifest, PushOptions } from "./types.ts";
 
@@ -85,6 +85,8 @@ async function pushBlob(client: RegistryClient, blob: Descriptor, path: string, 
   const { onEvent } = client.operation.options;
   const what = `blob ${shortDigest(digest)}`;
   const repository = client.repository;
+  /** The upload a failed chunked attempt leaves: the next attempt continues it if the registry still has it. */
+  let unfinished: string | undefined;
   await withRetries(what, client.context.prefix, client.operation.retry, async () => {
     const head = await client.send({ method: "HEAD", path: `/${repository}/blobs/${digest}`, followRedirects: true });
     await discard(head);
@@ -95,7 +97,11 @@ async function pushBlob(client: RegistryClient, blob: Descriptor, path: string, 
     if (head.statusCode !== 404) throw await client.failure(head, what);
 
     let location: string;
-    if (mountFrom !== undefined) {
+    const resumed = unfinished === undefined ? undefined : await uploadStatus(client, unfinished);
+    let offset = resumed?.offset ?? 0;
+    if (resumed !== undefined) {
+      location = resumed.location;
+    } else if (mountFrom !== undefined) {
       const mount = await client.send({ method: "POST", path: `/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` });
       if (mount.statusCode === 201) {
         await discard(mount);
@@ -108,7 +114,7 @@ async function pushBlob(client: RegistryClient, blob: Descriptor, path: string, 
       location = await uploadLocation(client, await client.send({ method: "POST", path: `/${repository}/blobs/uploads/` }), what);
     }
 
-    let done = 0;
+    let done = offset;
     let lastReport = 0;
     const progress = (bytes: number) => {
       done += bytes;
@@ -117,35 +123,59 @@ async function pushBlob(client: RegistryClient, blob: Descriptor, path: string, 
       lastReport = now;
       onEvent?.({ kind: "blob", digest, size, done, action: "push" });
     };
-    onEvent?.({ kind: "blob", digest, size, done: 0, action: "push" });
-    let final: string;
+    onEvent?.({ kind: "blob", digest, size, done, action: "push" });
     if (size <= chunkSize) {
-      final = location;
       const put = await client.send({
         method: "PUT",
-        url: withDigest(final, digest),
+        url: withDigest(location, digest),
         headers: { "content-type": "application/octet-stream", "content-length": String(size) },
         body: () => fileBody(path, 0, size, progress),
       });
       await finishUpload(client, put, digest, what);
     } else {
       // Chunked: each PATCH continues where the last Location says the upload is now.
-      for (let offset = 0; offset < size; ) {
-        const end = Math.min(offset + chunkSize, size);
+      while (offset < size) {
+        const start = offset;
+        const end = Math.min(start + chunkSize, size);
+        unfinished = location;
         const patch = await client.send({
           method: "PATCH",
           url: location,
-          headers: { "content-type": "application/octet-stream", "content-length": String(end - offset), "content-range": `${offset}-${end - 1}` },
-          body: () => fileBody(path, offset, end, progress),
+          headers: { "content-type": "application/octet-stream", "content-length": String(end - start), "content-range": `${start}-${end - 1}` },
+          body: () => fileBody(path, start, end, progress),
         });
+        if (patch.statusCode === 416) {
+          // Not where the registry stands (a guess about "0-0" was wrong): start the blob again.
+          await discard(patch);
+          unfinished = undefined;
+          throw new RetryableError(`the registry refused bytes ${start}-${end - 1} of the upload`);
+        }
         location = await uploadLocation(client, patch, what, location);
         offset = end;
       }
+      unfinished = location;
       const put = await client.send({ method: "PUT", url: withDigest(location, digest), headers: { "content-length": "0" } });
       await finishUpload(client, put, digest, what);
+      unfinished = undefined;
     }
     onEvent?.({ kind: "blob", digest, size, done: size, action: "push" });
   });
+}
+
+/**
+ * Where an unfinished upload stands (GET on its URL: 204 with `Range: 0-<last byte>`), or
+ * undefined when the registry no longer has it or will not say: then the blob starts again.
+ */
+async function uploadStatus(client: RegistryClient, location: string): Promise<{ location: string; offset: number } | undefined> {
+  const response = await client.send({ method: "GET", url: location });
+  await discard(response);
+  if (response.statusCode !== 204) return undefined;
+  // "0-N": bytes 0 to N are there. Docker's registry also says "0-0" for an empty upload;
+  // taken as empty (if one byte was there, the next PATCH is refused and the blob starts again).
+  const last = Number(/^(?:bytes=)?0-(\d+)$/.exec(header(response, "range") ?? "")?.[1] ?? 0);
+  const offset = last === 0 ? 0 : last + 1;
+  const moved = header(response, "location");
+  return { location: moved === undefined ? location : new URL(moved, response.url).href, offset };
 }
 
 /** The upload URL a 202 answer (POST or PATCH) gives; relative Locations resolve against the request. */

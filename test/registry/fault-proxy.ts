@@ -19,6 +19,8 @@ export interface FaultRule {
   path: RegExp;
   /** How many matching requests get the fault (then it is spent). */
   times: number;
+  /** How many matching requests pass untouched before the fault applies (default 0). */
+  skip?: number;
   fault: Fault;
 }
 
@@ -56,7 +58,11 @@ export async function startFaultProxy(target: { host: string }): Promise<FaultPr
   };
 
   const server: Server = createServer((req, res) => {
-    const rule = proxy.rules.find((r) => r.times > 0 && (r.method === undefined || r.method === req.method) && r.path.test(req.url ?? ""));
+    let rule = proxy.rules.find((r) => r.times > 0 && (r.method === undefined || r.method === req.method) && r.path.test(req.url ?? ""));
+    if (rule?.skip) {
+      rule.skip--;
+      rule = undefined;
+    }
     if (rule) rule.times--;
     const fault = rule?.fault;
     proxy.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, ...(fault ? { fault: fault.kind } : {}) });

@@ -204,6 +204,44 @@ describe("faults while pushing", () => {
     verifyStore(target);
   });
 
+  it("resumes a chunked upload where the registry has it, instead of starting the blob again", async () => {
+    const store = await freshStore();
+    const fresh = await makeImage(store, AMD64, [LAYER_SIZE]);
+    proxy.clear();
+    // The second of three chunks fails.
+    proxy.add({ method: "PATCH", path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: "status", status: 503 } });
+    const log = eventLog();
+    await pushImage(parseReference(`${proxy.host}/faults/resumed:1`), fresh, store, { ...FAST, chunkSize: 100_000, concurrency: 1, onEvent: log.onEvent });
+    expect(log.events.filter((event) => event.kind === "retry")).toHaveLength(1);
+    const uploads = proxy.requests.filter((request) => request.url.includes("/blobs/uploads/"));
+    // One upload per blob (layer and config), the layer's asked where it stood after the failure.
+    expect(uploads.filter((request) => request.method === "POST")).toHaveLength(2);
+    expect(uploads.filter((request) => request.method === "GET")).toHaveLength(1);
+    expect(uploads.filter((request) => request.method === "PATCH").map((request) => request.headers["content-range"])).toEqual([
+      "0-99999",
+      "100000-199999",
+      "100000-199999",
+      "200000-262143",
+    ]);
+    const target = await freshStore();
+    const pulled = await pullImage(parseReference(`${registry.host}/faults/resumed:1`), target, { ...FAST, platform: AMD64 });
+    expect(pulled.manifestDigest).toBe(fresh.digest);
+    verifyStore(target);
+  });
+
+  it("starts a chunked upload again when the registry refuses the range it continues at", async () => {
+    const store = await freshStore();
+    const fresh = await makeImage(store, AMD64, [LAYER_SIZE]);
+    proxy.clear();
+    proxy.add({ method: "PATCH", path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: "status", status: 416 } });
+    await pushImage(parseReference(`${proxy.host}/faults/restarted:1`), fresh, store, { ...FAST, chunkSize: 100_000, concurrency: 1 });
+    const uploads = proxy.requests.filter((request) => request.url.includes("/blobs/uploads/"));
+    expect(uploads.filter((request) => request.method === "POST")).toHaveLength(3);
+    const target = await freshStore();
+    expect((await pullImage(parseReference(`${registry.host}/faults/restarted:1`), target, { ...FAST, platform: AMD64 })).manifestDigest).toBe(fresh.digest);
+    verifyStore(target);
+  });
+
   it("reports a blob missing from the local store before uploading anything", async () => {
     const store = await freshStore();
     const missing = { ...image, blobs: [...image.blobs] };
