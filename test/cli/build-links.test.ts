@@ -1,7 +1,8 @@
+import { spawn } from "node:child_process";
 import { lstatSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { busyboxLayout, project, requireBuiltCli, requireBusyboxImage, temp, tsbuild } from "./helpers.ts";
+import { bin, busyboxLayout, project, requireBuiltCli, requireBusyboxImage, temp, tsbuild } from "./helpers.ts";
 
 /*
  * A copy may hard-link a file that already is in another layer exactly as the copy would
@@ -255,6 +256,37 @@ describe("copies that link", () => {
     const reported = Number(match?.[1]) * (units[match?.[2] ?? ""] ?? NaN);
     expect(onDisk).toBeLessThan(1_100_000);
     expect(Math.abs(reported - onDisk) / onDisk).toBeLessThan(0.05);
+  });
+
+  it("let concurrent rebuilds on one root link from the same layer, and kill -9 in the middle leave a store that builds", async () => {
+    const dir = project({ Dockerfile: "FROM scratch\nCOPY many/ /m/\n", ...manyFiles(400) });
+    const root = temp("root");
+    build(dir, root);
+    const run = (args: string[]) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, [bin, "build", "--root", root, "--progress", "quiet", ...args, dir], { stdio: "ignore" }).once("exit", resolve));
+    writeFileSync(join(dir, "many", "f0.txt"), "both\n");
+    const outs = [temp("out"), temp("out")];
+    expect(await Promise.all(outs.map((out) => run(["-o", out])))).toEqual([0, 0]);
+    for (const out of outs) {
+      expect(readFileSync(join(out, "m", "f0.txt"), "utf8")).toBe("both\n");
+      expect(readFileSync(join(out, "m", "sub", "f399.txt"), "utf8")).toBe("file 399\n");
+    }
+    // Killed while it links: the next build finds a consistent store and record.
+    writeFileSync(join(dir, "many", "f2.txt"), "killed\n");
+    const child = spawn(process.execPath, [bin, "build", "--root", root, "--progress", "plain", dir], { stdio: ["ignore", "ignore", "pipe"] });
+    await new Promise<void>((resolve) => {
+      child.stderr.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes("COPY many/")) child.kill("SIGKILL");
+      });
+      child.once("exit", () => resolve());
+    });
+    const dest = temp("out");
+    build(dir, root, ["-o", dest]);
+    expect(readFileSync(join(dest, "m", "f2.txt"), "utf8")).toBe("killed\n");
+    expect(readFileSync(join(dest, "m", "f0.txt"), "utf8")).toBe("both\n");
+    expect(tsbuild(["du", "--root", root]).code).toBe(0);
+    expect(tsbuild(["prune", "--all", "--root", root]).code).toBe(0);
+    build(dir, root);
   });
 
   it("copy everything after prune removed the last layer, and prune removes the record of it", () => {
