@@ -127,7 +127,7 @@ async function insecureFor(options: RegistryOptions, names: readonly string[]): 
   const hosts = options.hosts ?? (await registryHosts({}));
   const insecure = new Set(hosts.insecure);
   for (const name of names) insecure.add(parseReference(name).registry);
-  return { ...options, hosts: { mirrors: hosts.mirrors, insecure } };
+  return { ...options, hosts: { ...hosts, insecure } };
 }
 
 /** For cross-repository mounts: which pulled image each stored blob came with. */

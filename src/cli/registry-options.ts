@@ -19,7 +19,7 @@ const list = {
 export function registryOptionsOf(yargs: Argv): Argv {
   return yargs
     .option("registry-mirror", { ...list, describe: "Pull REGISTRY's images from a mirror first: REGISTRY=URL (a bare URL mirrors docker.io)" })
-    .option("insecure-registry", { ...list, describe: "Allow plain http (and unverified TLS) for this registry host[:port]; loopback registries always may use http" })
+    .option("insecure-registry", { ...list, describe: "Allow plain http (and unverified TLS) for this registry host[:port], or the registries in this network (CIDR); loopback registries always may use http" })
     .option("registry-config", { type: "string", global: true, describe: "Registry hosts file (default: $TSBUILD_REGISTRY_CONFIG or /etc/tsbuild/registries.json)" });
 }
 

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { lookupCredentials, type Credentials } from "./credentials.ts";
 import { RegistryError } from "./errors.ts";
-import { isLoopback, type RegistryHosts } from "./hosts.ts";
+import { isInsecureHost, type RegistryHosts } from "./hosts.ts";
 import { RetryableError, parseRetryAfter } from "./retry.ts";
 import { discard, header, readLimited, type Transport } from "./transport.ts";
 
@@ -158,7 +158,7 @@ export class Authorizer {
     }
     const service = challenge.params.service;
     const where = `${realm.origin}${realm.pathname}`;
-    const verifyTls = !(isLoopback(realm.host) || (this.options.hosts?.insecure.has(realm.host.toLowerCase()) ?? false));
+    const verifyTls = !(await isInsecureHost(realm.host, this.options.hosts));
     let response;
     if (credentials?.identityToken !== undefined) {
       // An identity token is an OAuth2 refresh token: it is exchanged with a POST.

@@ -2,6 +2,7 @@
  * Where requests for a registry go: its mirrors (pulls only), then the registry itself;
  * over https, or plain http for insecure and loopback registries.
  */
+import { lookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { RegistryError } from "./errors.ts";
@@ -12,6 +13,15 @@ export interface RegistryHosts {
   mirrors: ReadonlyMap<string, readonly string[]>;
   /** Registries (host[:port]) reached over plain http or https without certificate checks. */
   insecure: ReadonlySet<string>;
+  /** Networks ("10.0.0.0/8") whose registries are insecure too: by their IP, or the addresses their name resolves to. */
+  insecureNetworks: readonly Network[];
+}
+
+/** An IPv4 or IPv6 network: the address as a number, and the prefix length. */
+export interface Network {
+  family: 4 | 6;
+  address: bigint;
+  bits: number;
 }
 
 export const DEFAULT_REGISTRY_CONFIG = "/etc/tsbuild/registries.json";
@@ -20,13 +30,19 @@ const DOCKER_HUB_API = "registry-1.docker.io";
 
 /**
  * Reads the mirror and insecure-registry settings: `mirrors` entries "REGISTRY=URL" (a bare
- * URL mirrors docker.io), `insecure` entries host[:port], then the JSON config file
+ * URL mirrors docker.io), `insecure` entries host[:port] or CIDR networks, then the JSON config file
  * (`configFile`, else $TSBUILD_REGISTRY_CONFIG, else /etc/tsbuild/registries.json; a missing
  * file is no settings). Options come first, so their mirrors are tried first.
  */
 export async function registryHosts(options: { mirrors?: readonly string[]; insecure?: readonly string[]; configFile?: string } = {}): Promise<RegistryHosts> {
   const mirrors = new Map<string, string[]>();
   const insecure = new Set<string>();
+  const insecureNetworks: Network[] = [];
+  const addInsecure = (entry: string, where: string) => {
+    const network = parseNetwork(entry);
+    if (network !== undefined) insecureNetworks.push(network);
+    else insecure.add(normalizeHost(entry, where));
+  };
   const addMirror = (registry: string, url: string, where: string) => {
     const key = normalizeRegistry(registry, where);
     const list = mirrors.get(key) ?? [];
@@ -40,7 +56,7 @@ export async function registryHosts(options: { mirrors?: readonly string[]; inse
     if (eq < 0) addMirror(DOCKER_HUB, entry, where);
     else addMirror(entry.slice(0, eq), entry.slice(eq + 1), where);
   }
-  for (const entry of options.insecure ?? []) insecure.add(normalizeHost(entry, `insecure registry ${JSON.stringify(entry)}`));
+  for (const entry of options.insecure ?? []) addInsecure(entry, `insecure registry ${JSON.stringify(entry)}`);
 
   const configFile = options.configFile ?? process.env.TSBUILD_REGISTRY_CONFIG ?? DEFAULT_REGISTRY_CONFIG;
   const file = await readConfigFile(configFile);
@@ -49,9 +65,9 @@ export async function registryHosts(options: { mirrors?: readonly string[]; inse
     for (const [registry, urls] of Object.entries(file.mirrors ?? {})) {
       for (const url of urls) addMirror(registry, url, where(`mirror of ${JSON.stringify(registry)}`));
     }
-    for (const entry of file.insecure ?? []) insecure.add(normalizeHost(entry, where(`insecure registry ${JSON.stringify(entry)}`)));
+    for (const entry of file.insecure ?? []) addInsecure(entry, where(`insecure registry ${JSON.stringify(entry)}`));
   }
-  return { mirrors, insecure };
+  return { mirrors, insecure, insecureNetworks };
 }
 
 interface ConfigFile {
@@ -89,7 +105,7 @@ async function readConfigFile(path: string): Promise<ConfigFile | undefined> {
     }
   }
   if (insecure !== undefined && (!Array.isArray(insecure) || insecure.some((entry) => typeof entry !== "string"))) {
-    throw bad('"insecure" must be a list of host[:port]');
+    throw bad('"insecure" must be a list of host[:port] or CIDR networks');
   }
   return parsed as ConfigFile;
 }
@@ -159,24 +175,83 @@ export interface Endpoint {
 }
 
 /** The endpoints a pull tries: mirrors first, then the registry itself. */
-export function pullEndpoints(registry: string, hosts: RegistryHosts | undefined): Endpoint[] {
-  const mirrors = (hosts?.mirrors.get(registry) ?? []).map((base): Endpoint => {
+export async function pullEndpoints(registry: string, hosts: RegistryHosts | undefined): Promise<Endpoint[]> {
+  const mirrors: Endpoint[] = [];
+  for (const base of hosts?.mirrors.get(registry) ?? []) {
     const host = new URL(base).host;
-    return { registry, host, bases: [withApiRoot(base)], verifyTls: !isInsecure(host, hosts), mirror: true };
-  });
-  return [...mirrors, registryEndpoint(registry, hosts)];
+    mirrors.push({ registry, host, bases: [withApiRoot(base)], verifyTls: !(await isInsecureHost(host, hosts)), mirror: true });
+  }
+  return [...mirrors, await registryEndpoint(registry, hosts)];
 }
 
 /** The registry itself (pushes, logins, and the last resort of pulls). */
-export function registryEndpoint(registry: string, hosts: RegistryHosts | undefined): Endpoint {
+export async function registryEndpoint(registry: string, hosts: RegistryHosts | undefined): Promise<Endpoint> {
   const host = registry === DOCKER_HUB ? DOCKER_HUB_API : registry;
-  const insecure = isInsecure(registry, hosts);
+  const insecure = await isInsecureHost(registry, hosts);
   const bases = insecure ? [`https://${host}/v2`, `http://${host}/v2`] : [`https://${host}/v2`];
   return { registry, host: registry, bases, verifyTls: !insecure, mirror: false };
 }
 
-function isInsecure(host: string, hosts: RegistryHosts | undefined): boolean {
-  return isLoopback(host) || (hosts?.insecure.has(host.toLowerCase()) ?? false);
+/**
+ * Whether plain http and unchecked certificates are allowed for `hostPort`: a loopback
+ * host, one listed, or one in a listed network (a name is resolved for that, as docker does).
+ */
+export async function isInsecureHost(hostPort: string, hosts: RegistryHosts | undefined): Promise<boolean> {
+  if (isLoopback(hostPort) || (hosts?.insecure.has(hostPort.toLowerCase()) ?? false)) return true;
+  const networks = hosts?.insecureNetworks ?? [];
+  return networks.length > 0 && (await resolvesInto(hostOf(hostPort), networks));
+}
+
+/** Whether `host` (an IP, or a name resolved here) has an address in one of `networks`. */
+export async function resolvesInto(host: string, networks: readonly Network[]): Promise<boolean> {
+  let addresses: string[];
+  if (isIP(host) !== 0) addresses = [host];
+  else {
+    try {
+      addresses = (await lookup(host, { all: true })).map((entry) => entry.address);
+    } catch {
+      return false; // the connection will say what is wrong with the name
+    }
+  }
+  return addresses.some((address) => {
+    const ip = parseAddress(address);
+    return ip !== undefined && networks.some((network) => network.family === ip.family && sameNetwork(ip.address, network, ip.family));
+  });
+}
+
+/** "10.0.0.0/8", "fd00::/8" → a Network; anything else (a host[:port]) → undefined. */
+export function parseNetwork(text: string): Network | undefined {
+  const match = /^([^/\s]+)\/(\d{1,3})$/.exec(text.trim());
+  if (match === null) return undefined;
+  const ip = parseAddress(match[1] as string);
+  const bits = Number(match[2]);
+  if (ip === undefined || bits > (ip.family === 4 ? 32 : 128)) {
+    throw new RegistryError("INVALID_CONFIG", `insecure registry ${JSON.stringify(text)} is not a valid CIDR network`, {
+      hint: 'write e.g. "10.0.0.0/8" or "fd00::/8", or a registry host[:port]',
+    });
+  }
+  return { family: ip.family, address: ip.address, bits };
+}
+
+function sameNetwork(address: bigint, network: Network, family: 4 | 6): boolean {
+  const width = BigInt(family === 4 ? 32 : 128);
+  const shift = width - BigInt(network.bits);
+  return address >> shift === network.address >> shift;
+}
+
+/** An IPv4 or IPv6 address as a number (an IPv4-mapped IPv6 address counts as IPv4). */
+function parseAddress(text: string): { family: 4 | 6; address: bigint } | undefined {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
+  const plain = mapped?.[1] ?? text;
+  if (isIP(plain) === 4) return { family: 4, address: plain.split(".").reduce((sum, octet) => (sum << 8n) + BigInt(Number(octet)), 0n) };
+  if (isIP(plain) !== 6) return undefined;
+  const [head = "", tail = ""] = plain.split("::");
+  const groups = (part: string) => (part === "" ? [] : part.split(":"));
+  const left = groups(head);
+  const right = plain.includes("::") ? groups(tail) : [];
+  const all = plain.includes("::") ? [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right] : left;
+  if (all.length !== 8 || all.some((group) => group.includes("."))) return undefined;
+  return { family: 6, address: all.reduce((sum, group) => (sum << 16n) + BigInt(parseInt(group, 16)), 0n) };
 }
 
 /** A mirror URL names the API root when it has a path (containerd's rule); "/v2" otherwise. */

@@ -4,7 +4,7 @@
  * undici is loaded only when a request is made.
  */
 export { parseReference, formatReference, type ImageReference } from "./reference.ts";
-export { registryHosts, isLoopback, DEFAULT_REGISTRY_CONFIG, type RegistryHosts } from "./hosts.ts";
+export { registryHosts, isInsecureHost, isLoopback, parseNetwork, resolvesInto, DEFAULT_REGISTRY_CONFIG, type Network, type RegistryHosts } from "./hosts.ts";
 export { pullImage, resolveDigest } from "./pull.ts";
 export { pushImage, DEFAULT_CHUNK_SIZE } from "./push.ts";
 export { login, logout, normalizeRegistryName } from "./login.ts";

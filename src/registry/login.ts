@@ -34,7 +34,7 @@ export async function login(registry: string, credentials: { username: string; p
   }
   const operation = openOperation(options, { host: name, credentials });
   try {
-    const client = new RegistryClient(operation, registryEndpoint(name, options.hosts), "", { prefix, action: "login", scopes: [] });
+    const client = new RegistryClient(operation, await registryEndpoint(name, options.hosts), "", { prefix, action: "login", scopes: [] });
     await withRetries(`login to ${name}`, prefix, operation.retry, async () => {
       const response = await client.send({ method: "GET", path: "/" });
       if (response.statusCode !== 200) throw await client.failure(response, "the API root /v2/");

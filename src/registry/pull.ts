@@ -33,7 +33,7 @@ async function onFirstEndpoint<T>(
   prefix: string,
   resolve: (client: RegistryClient) => Promise<T>,
 ): Promise<{ client: RegistryClient; result: T }> {
-  const endpoints = pullEndpoints(ref.registry, operation.options.hosts);
+  const endpoints = await pullEndpoints(ref.registry, operation.options.hosts);
   let lastError: unknown;
   for (const endpoint of endpoints) {
     const client = new RegistryClient(operation, endpoint, ref.repository, { prefix, action: "pull", scopes: [`repository:${ref.repository}:pull`] });

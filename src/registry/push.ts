@@ -45,7 +45,7 @@ export async function pushImage(ref: ImageReference, content: PushManifest | Pus
 
   const operation = openOperation(options);
   try {
-    const client = new RegistryClient(operation, registryEndpoint(ref.registry, options.hosts), ref.repository, { prefix, action: "push", scopes });
+    const client = new RegistryClient(operation, await registryEndpoint(ref.registry, options.hosts), ref.repository, { prefix, action: "push", scopes });
     const chunkSize = Math.max(1, options.chunkSize ?? DEFAULT_CHUNK_SIZE);
     await runAll(
       operation,

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isLoopback, normalizePlatform, parseReference, platformMatches, pullImage, pushImage, registryHosts } from "../../src/registry/index.ts";
+import { isInsecureHost, isLoopback, normalizePlatform, parseNetwork, parseReference, platformMatches, pullImage, pushImage, registryHosts, resolvesInto } from "../../src/registry/index.ts";
 import { AMD64, caught, freshDir, freshStore, makeImage } from "./helpers.ts";
 import { startRegistry, type RegistryServer } from "./registry-server.ts";
 
@@ -26,8 +26,24 @@ describe("registryHosts", () => {
     expect([...hosts.insecure].sort()).toEqual(["10.1.2.3:5000", "other.local", "reg.local:5000"]);
   });
 
+  it("takes CIDR networks as insecure, matching registries by their address or what their name resolves to", async () => {
+    const hosts = await registryHosts({ insecure: ["10.0.0.0/8", "192.168.7.0/24", "fd00::/8"], configFile: NO_FILE });
+    expect(hosts.insecure.size).toBe(0);
+    expect(hosts.insecureNetworks).toHaveLength(3);
+    expect(await isInsecureHost("10.20.30.40:5000", hosts)).toBe(true);
+    expect(await isInsecureHost("192.168.7.255", hosts)).toBe(true);
+    expect(await isInsecureHost("192.168.8.1:5000", hosts)).toBe(false);
+    expect(await isInsecureHost("[fd12:3456::1]:5000", hosts)).toBe(true);
+    expect(await isInsecureHost("[fe80::1]:5000", hosts)).toBe(false);
+    // A name counts by the addresses it resolves to (here through /etc/hosts).
+    expect(await resolvesInto("localhost", [parseNetwork("127.0.0.0/8")!])).toBe(true);
+    expect(await resolvesInto("localhost", [parseNetwork("10.0.0.0/8")!])).toBe(false);
+    expect(await resolvesInto("::ffff:10.1.2.3", [parseNetwork("10.0.0.0/8")!])).toBe(true);
+    expect(parseNetwork("reg.local:5000")).toBeUndefined();
+  });
+
   it("treats a missing config file as no settings and honours TSBUILD_REGISTRY_CONFIG", async () => {
-    expect(await registryHosts({ configFile: NO_FILE })).toEqual({ mirrors: new Map(), insecure: new Set() });
+    expect(await registryHosts({ configFile: NO_FILE })).toEqual({ mirrors: new Map(), insecure: new Set(), insecureNetworks: [] });
     const file = join(freshDir("hosts"), "env.json");
     writeFileSync(file, JSON.stringify({ insecure: ["env.local"] }));
     const saved = process.env.TSBUILD_REGISTRY_CONFIG;
@@ -46,6 +62,8 @@ describe("registryHosts", () => {
     [{ mirrors: ["docker.io=https://user:pw@m.example"] }, /is not an http\(s\) URL/],
     [{ mirrors: ["a/b=https://m.example"] }, /is not a registry host\[:port\]/],
     [{ insecure: ["reg.local/path"] }, /insecure registry "reg.local\/path"/],
+    [{ insecure: ["10.0.0.0/33"] }, /insecure registry "10.0.0.0\/33" is not a valid CIDR network/],
+    [{ insecure: ["fd00::/129"] }, /is not a valid CIDR network/],
   ])("rejects %j", async (options, message) => {
     const error = await caught(registryHosts({ ...options, configFile: NO_FILE }), "INVALID_CONFIG");
     expect(error.message).toMatch(message);
@@ -147,9 +165,12 @@ describe("https and plain http", () => {
         const error = await caught(pushImage(ref, image, store, { ...FAST, hosts: await registryHosts({ configFile: NO_FILE }) }), "NETWORK");
         expect(error.message).toMatch(new RegExp(`^cannot push ${server.host}/insecure/app:1: a TLS connection could not be made`));
         expect(error.hint).toMatch(/insecure/);
-        const hosts = await registryHosts({ insecure: [server.host], configFile: NO_FILE });
-        await pushImage(ref, image, store, { ...FAST, hosts });
-        expect((await pullImage(ref, await freshStore(), { ...FAST, hosts, platform: AMD64 })).manifestDigest).toBe(image.digest);
+        // Listed by host:port, or by a network that holds its address.
+        for (const insecure of [server.host, `${external}/32`, `${external?.split(".").slice(0, 2).join(".")}.0.0/16`]) {
+          const hosts = await registryHosts({ insecure: [insecure], configFile: NO_FILE });
+          await pushImage(ref, image, store, { ...FAST, hosts });
+          expect((await pullImage(ref, await freshStore(), { ...FAST, hosts, platform: AMD64 })).manifestDigest).toBe(image.digest);
+        }
       }
     });
   });
