@@ -179,7 +179,8 @@ export async function setDirectoryMetadata(directories: readonly TreeEntry[], to
     directories.map((directory) =>
       mkdirLimit(async () => {
         const path = join(toDir, directory.path);
-        await lchown(path, directory.uid, directory.gid);
+        // Owners are restored only as root (as tar does).
+        if (process.getuid?.() === 0) await lchown(path, directory.uid, directory.gid);
         await chmod(path, directory.mode & 0o7777);
         if (directory.mtimeMs !== undefined) {
           const seconds = Math.floor(directory.mtimeMs / 1000);
