@@ -137,30 +137,36 @@ export class Solver {
     const views = new LayerViews((label) => this.options.store.tempPath(label));
     try {
       const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
-      return await this.layerStep(vertex, base, cacheKey, async (layerId) => {
-        const reuseKey = this.reuseKey(vertex, inputs);
-        const reusable = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
-        const previous = reusable && new PreviousFiles(reusable.layer.dir, [reusable.layer.id, ...reusable.layer.linkedFrom], reusable.files);
-        let fileIdentities: FileOpResult["fileIdentities"];
-        const layer = await this.options.store.createLayer(layerId, async (layerDir) => {
-          const result = await applyFileOp(op, {
-            layerDir,
-            base: new LayeredFS(base.layers),
-            source: (action) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views),
-            ...(previous ? { previous } : {}),
-            baseLayers: base.layers,
-          });
-          fileIdentities = result.fileIdentities;
-          return { linkedFrom: result.linkedFrom, linkedBytes: result.linkedBytes };
-        });
-        if (reuseKey !== undefined && fileIdentities !== undefined && fileIdentities.size > 0) {
-          await this.options.store.putReusableFiles(reuseKey, { layerId: layer.id, files: fileIdentities });
-        }
-        return layer;
-      });
+      const source = (action: CopyAction) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views);
+      return await this.layerStep(vertex, base, cacheKey, (layerId) => this.writeFileLayer(op, layerId, base.layers, source, this.reuseKey(vertex, inputs)));
     } finally {
       await views.close();
     }
+  }
+
+  /**
+   * A file op's new layer. Files that the step's previous run copied unchanged from the same
+   * context are linked from its layer (link-files.ts); what this run copied is recorded for the next.
+   */
+  private async writeFileLayer(
+    op: FileOp,
+    layerId: string,
+    baseLayers: LayerInfo[],
+    source: (action: CopyAction) => SourceTree,
+    reuseKey: string | undefined,
+  ): Promise<LayerInfo> {
+    const reusable = reuseKey === undefined ? undefined : await this.options.store.getReusableFiles(reuseKey);
+    const previous = reusable && new PreviousFiles(reusable.layer.dir, [reusable.layer.id, ...reusable.layer.linkedFrom], reusable.files);
+    let fileIdentities: FileOpResult["fileIdentities"];
+    const layer = await this.options.store.createLayer(layerId, async (layerDir) => {
+      const result = await applyFileOp(op, { layerDir, base: new LayeredFS(baseLayers), baseLayers, source, ...(previous ? { previous } : {}) });
+      fileIdentities = result.fileIdentities;
+      return { linkedFrom: result.linkedFrom, linkedBytes: result.linkedBytes };
+    });
+    if (reuseKey !== undefined && fileIdentities !== undefined && fileIdentities.size > 0) {
+      await this.options.store.putReusableFiles(reuseKey, { layerId: layer.id, files: fileIdentities });
+    }
+    return layer;
   }
 
   private async execOp(vertex: Vertex, op: ExecOp, inputs: SolveResult[]): Promise<SolveResult> {
