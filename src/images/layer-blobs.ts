@@ -99,7 +99,8 @@ export async function ensureLayerBlob(store: StateRoot, layer: LayerInfo, option
     workDir,
     { compression: options.compression, ...(options.level !== undefined ? { level: options.level } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) } as Parameters<typeof writeLayerBlob>[2],
   );
-  const digest = await store.writeBlobFromFile(written.path, written.digest);
+  // writeLayerBlob hashed the blob as it compressed it.
+  const digest = await store.writeBlobFromFile(written.path, written.digest, { verified: true });
   const updated = record ?? { diffId: written.diffId, blobs: {} };
   updated.blobs[wanted] = { digest, size: written.size };
   await writeRecord(store, layer.id, updated);

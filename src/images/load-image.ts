@@ -17,9 +17,8 @@ export interface ArchiveImage {
 export async function loadArchiveImage(store: StateRoot, image: ArchiveImage): Promise<{ configDigest: string; manifestDigest: string; names: string[] }> {
   for (const layer of image.layers) {
     if (await store.hasBlob(layer.digest)) continue;
-    // The archive reader hashed each layer as it unpacked it: one it unpacked under the root's tmp/ moves in unread.
-    if (store.isTempPath(layer.path)) await store.adoptVerifiedBlob(layer.path, layer.digest);
-    else await store.writeBlobFromFile(layer.path, layer.digest);
+    // The archive reader hashed each layer as it unpacked it.
+    await store.writeBlobFromFile(layer.path, layer.digest, { verified: true });
   }
   const configDigest = await store.writeBlob(image.configBytes);
   const manifest: OciManifest = {

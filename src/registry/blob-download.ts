@@ -115,8 +115,7 @@ export async function downloadBlob(client: RegistryClient, descriptor: Pick<Desc
     await handle.close();
     handle = undefined;
     // The download was hashed as it streamed and checked against the digest: no second read.
-    if (store.adoptVerifiedBlob) await store.adoptVerifiedBlob(temp, digest);
-    else await store.writeBlobFromFile(temp, digest);
+    await store.writeBlobFromFile(temp, digest, { verified: true });
   } catch (error) {
     throw localError(error, temp);
   } finally {

@@ -9,9 +9,8 @@ export interface ContentStore {
   /** A fresh path (not created) on the store's file system; files there are moved in by writeBlobFromFile. */
   tempPath(label: string): string;
   writeBlob(data: Buffer | string): Promise<string>;
-  writeBlobFromFile(path: string, expectedDigest?: string): Promise<string>;
-  /** Moves in a temp file whose digest was computed while it was written (downloads hash as they stream). */
-  adoptVerifiedBlob?(path: string, digest: string): Promise<void>;
+  /** `verified`: the caller hashed the bytes as it wrote them (downloads do as they stream): not read again. */
+  writeBlobFromFile(path: string, expectedDigest?: string, options?: { verified?: boolean }): Promise<string>;
 }
 
 export type TransferEvent =

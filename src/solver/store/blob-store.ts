@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, open, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
-import { join, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { ensureDir } from "./ensure-dir.ts";
 import { listDir } from "./list-dir.ts";
@@ -43,14 +43,20 @@ export class BlobStore {
    * Stores the file at `path`, checking its digest first. A file under the root's tmp/ is
    * moved in; any other file is copied (hashing while copying, so each byte is read once).
    * On a digest mismatch nothing is stored and the source file is left as it was.
+   * `verified`: the caller computed `expectedDigest` from these very bytes as it wrote them
+   * (a download, a compressed layer, an unpacked archive), so a file under tmp/ moves in unread.
    */
-  async writeFromFile(path: string, expectedDigest?: string): Promise<string> {
+  async writeFromFile(path: string, expectedDigest?: string, options: { verified?: boolean } = {}): Promise<string> {
     const expected = expectedDigest === undefined ? undefined : parseDigest(expectedDigest);
     const algorithm = expected?.algorithm ?? "sha256";
     await ensureDir(join(this.dir, algorithm));
     const source = resolve(path);
-    if (source.startsWith(this.temp.dir + sep)) return this.moveIn(source, algorithm, expected);
-    return this.copyIn(source, algorithm, expected);
+    if (!this.temp.holds(source)) return this.copyIn(source, algorithm, expected);
+    if (options.verified === true && expectedDigest !== undefined) {
+      await this.adopt(source, expectedDigest);
+      return expectedDigest;
+    }
+    return this.moveIn(source, algorithm, expected);
   }
 
   private async moveIn(source: string, algorithm: ParsedDigest["algorithm"], expected: ParsedDigest | undefined): Promise<string> {
@@ -63,17 +69,6 @@ export class BlobStore {
     const digest = checkDigest(`${algorithm}:${hash.digest("hex")}`, expected, source);
     await this.adopt(source, digest);
     return digest;
-  }
-
-  /**
-   * Moves in a file under the root's tmp/ whose digest the caller computed while writing it
-   * (a download hashed as it streamed): the bytes are not read a second time.
-   */
-  async adoptVerified(source: string, digest: string): Promise<void> {
-    const { algorithm } = parseDigest(digest);
-    if (!resolve(source).startsWith(this.temp.dir + sep)) throw new StoreError({ code: "EBADPATH", message: `${source} is not in the state root's tmp/`, path: source });
-    await ensureDir(join(this.dir, algorithm));
-    await this.adopt(source, digest);
   }
 
   private async adopt(source: string, digest: string): Promise<void> {

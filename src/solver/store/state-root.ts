@@ -1,6 +1,6 @@
 import { constants } from "node:fs";
 import { access, readFile } from "node:fs/promises";
-import { resolve, sep } from "node:path";
+import { resolve } from "node:path";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { BlobStore } from "./blob-store.ts";
 import { CacheIndex, type CacheRecord } from "./cache-index.ts";
@@ -71,10 +71,7 @@ export class StateRoot {
     return this.temp.path(label);
   }
 
-  /** Whether `path` is below tmp/ (where a file can be moved into the store instead of copied). */
-  isTempPath(path: string): boolean {
-    return resolve(path).startsWith(`${this.layout.tmp}${sep}`);
-  }
+
 
   // Blobs
 
@@ -83,14 +80,13 @@ export class StateRoot {
     return this.blobs.write(data);
   }
 
-  /** Stores a file (moved in if under tmp/, else copied) after checking `expectedDigest`; on a mismatch nothing is stored. */
-  writeBlobFromFile(path: string, expectedDigest?: string): Promise<string> {
-    return this.blobs.writeFromFile(path, expectedDigest);
-  }
-
-  /** Stores a file under tmp/ whose digest the caller computed while writing it, without reading it again. */
-  adoptVerifiedBlob(path: string, digest: string): Promise<void> {
-    return this.blobs.adoptVerified(path, digest);
+  /**
+   * Stores a file (moved in if under tmp/, else copied) after checking `expectedDigest`; on a
+   * mismatch nothing is stored. `verified`: the caller hashed these bytes as it wrote them, so a
+   * file under tmp/ is not read again.
+   */
+  writeBlobFromFile(path: string, expectedDigest?: string, options: { verified?: boolean } = {}): Promise<string> {
+    return this.blobs.writeFromFile(path, expectedDigest, options);
   }
 
   blobPath(digest: string): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { lstat, readdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve, sep } from "node:path";
 import { errnoCode } from "./errors.ts";
 import { currentPidNamespace, isProcessAlive } from "./process-liveness.ts";
 
@@ -18,6 +18,11 @@ export class TempArea {
   private readonly namespace = namespaceNumber(currentPidNamespace());
 
   constructor(readonly dir: string) {}
+
+  /** Whether `path` is below tmp/ (where a file can be moved into the store instead of copied). */
+  holds(path: string): boolean {
+    return resolve(path).startsWith(`${this.dir}${sep}`);
+  }
 
   /** A fresh path under tmp/ (not created). */
   path(label: string): string {

@@ -131,17 +131,20 @@ describe("blobs", () => {
     expect(readFileSync(root.blobPath(digest), "utf8")).toBe("downloaded");
   });
 
-  it("adopts a verified download from tmp/ without reading it, and nothing from elsewhere", async () => {
+  it("moves a verified download from tmp/ in without reading it, and trusts nothing from elsewhere", async () => {
     const root = await StateRoot.open(freshDir("adopt"));
     const inside = root.tempPath("download");
     writeFileSync(inside, "streamed and hashed");
-    await root.adoptVerifiedBlob(inside, sha256("streamed and hashed"));
+    expect(await root.writeBlobFromFile(inside, sha256("streamed and hashed"), { verified: true })).toBe(sha256("streamed and hashed"));
+    expect(existsSync(inside)).toBe(false);
     expect(readFileSync(root.blobPath(sha256("streamed and hashed")), "utf8")).toBe("streamed and hashed");
     expect(statSync(root.blobPath(sha256("streamed and hashed"))).mode & 0o777).toBe(0o444);
+    // Outside tmp/ the bytes are copied, and checked while copied, whatever the caller says.
     const outside = join(freshDir("adopt-src"), "x");
     writeFileSync(outside, "x");
-    expect((await caught(root.adoptVerifiedBlob(outside, sha256("x")))).code).toBe("EBADPATH");
+    expect((await caught(root.writeBlobFromFile(outside, sha256("not x"), { verified: true }))).code).toBe("EDIGEST");
     expect(existsSync(outside)).toBe(true);
+    expect(existsSync(root.blobPath(sha256("not x")))).toBe(false);
   });
 
   it("verifies sha512 digests too", async () => {
