@@ -1,23 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, expect } from "vitest";
+import { expect } from "vitest";
 import { MEDIA_TYPES, canonicalJson, type Descriptor, type Platform } from "../../src/exporter/index.ts";
 import { RegistryError, type PushIndex, type PushManifest, type RegistryErrorCode, type TransferEvent } from "../../src/registry/index.ts";
 import { StateRoot } from "../../src/solver/store/index.ts";
-
-const createdDirs: string[] = [];
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
+import { freshDirs } from "../fresh-dir.ts";
 
 /** A new empty directory, removed after the test file. */
-export function freshDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `tsbuild-registry-${prefix}-`));
-  createdDirs.push(dir);
-  return dir;
-}
+export const freshDir = freshDirs("registry");
 
 export async function freshStore(prefix = "store"): Promise<StateRoot> {
   return StateRoot.open(join(freshDir(prefix), "root"));

@@ -1,27 +1,17 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createConnection, createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { pack as createPack, type Pack } from "tar-stream";
-import { afterAll } from "vitest";
+import { freshDirs } from "../../fresh-dir.ts";
 
 export const repoRoot = join(import.meta.dirname, "..", "..", "..");
 export const bin = join(repoRoot, "bin", "tsbuild.js");
 
-const createdDirs: string[] = [];
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
-
 /** A new empty directory, removed after the test file. */
-export function freshDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `tsbuild-sources-${prefix}-`));
-  createdDirs.push(dir);
-  return dir;
-}
+export const freshDir = freshDirs("sources");
 
 export function writeFiles(dir: string, files: Record<string, string>): string {
   for (const [path, content] of Object.entries(files)) {

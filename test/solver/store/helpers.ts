@@ -1,24 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { utimes } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll } from "vitest";
+import { freshDirs } from "../../fresh-dir.ts";
 
 export { churnFileContent } from "./churn-content.ts";
 
-const createdDirs: string[] = [];
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
-
 /** A new empty directory, removed after the test file. */
-export function freshDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `tsbuild-store-${prefix}-`));
-  createdDirs.push(dir);
-  return dir;
-}
+export const freshDir = freshDirs("store");
 
 export interface Worker {
   child: ChildProcess;
