@@ -47,13 +47,25 @@ async function onFirstEndpoint<T>(
   throw lastError;
 }
 
-export async function pullImage(ref: ImageReference, store: ContentStore, options: PullOptions): Promise<PulledImage> {
+/** What pulling and resolving a reference share: its names for messages, an operation (closed after `body`), the resolve event. */
+async function onReference<T>(
+  ref: ImageReference,
+  options: RegistryOptions,
+  verb: "pull" | "resolve",
+  body: (context: { operation: Operation; display: string; prefix: string; reference: string }) => Promise<T>,
+): Promise<T> {
   const display = displayReference(ref);
-  const prefix = `cannot pull ${display}`;
-  const reference = ref.digest ?? ref.tag ?? "latest";
   const operation = openOperation(options);
   try {
     options.onEvent?.({ kind: "resolve", ref: formatReference(ref) });
+    return await body({ operation, display, prefix: `cannot ${verb} ${display}`, reference: ref.digest ?? ref.tag ?? "latest" });
+  } finally {
+    await closeOperation(operation);
+  }
+}
+
+export function pullImage(ref: ImageReference, store: ContentStore, options: PullOptions): Promise<PulledImage> {
+  return onReference(ref, options, "pull", async ({ operation, display, prefix, reference }) => {
     const { client, result: top } = await onFirstEndpoint(operation, ref, prefix, (client) =>
       fetchManifest(client, reference, `manifest ${display}`, ref.digest !== undefined ? { digest: ref.digest } : undefined, notFound(ref, client.endpoint.host)),
     );
@@ -104,19 +116,12 @@ export async function pullImage(ref: ImageReference, store: ContentStore, option
       layers: document.layers,
       ...(platforms !== undefined ? { platforms } : {}),
     };
-  } finally {
-    await closeOperation(operation);
-  }
+  });
 }
 
 /** The digest and media type a reference resolves to now (HEAD, falling back to GET). */
-export async function resolveDigest(ref: ImageReference, options: RegistryOptions = {}): Promise<{ digest: string; mediaType: string }> {
-  const display = displayReference(ref);
-  const prefix = `cannot resolve ${display}`;
-  const reference = ref.digest ?? ref.tag ?? "latest";
-  const operation = openOperation(options);
-  try {
-    options.onEvent?.({ kind: "resolve", ref: formatReference(ref) });
+export function resolveDigest(ref: ImageReference, options: RegistryOptions = {}): Promise<{ digest: string; mediaType: string }> {
+  return onReference(ref, options, "resolve", async ({ operation, display, prefix, reference }) => {
     const { result } = await onFirstEndpoint(operation, ref, prefix, async (client) => {
       const head = await headManifest(client, reference, `manifest ${display}`, notFound(ref, client.endpoint.host));
       if (head !== undefined && (ref.digest === undefined || head.digest === ref.digest)) return head;
@@ -124,9 +129,7 @@ export async function resolveDigest(ref: ImageReference, options: RegistryOption
       return { digest: fetched.digest, mediaType: fetched.document.mediaType };
     });
     return result;
-  } finally {
-    await closeOperation(operation);
-  }
+  });
 }
 
 async function storeDocument(store: ContentStore, fetched: FetchedManifest, prefix: string): Promise<void> {
