@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSandbox, startSandbox, type SandboxSpec } from "../../../src/runtime/index.ts";
 import { attachDefaultNetwork, cleanupStaleNetworks, NetworkError, type NetworkAttachment } from "../../../src/runtime/network/index.ts";
-import { Collector, isRoot, makeRootfs, requireHelper, shellSpec, tempDir } from "../helpers.ts";
+import { Collector, isRoot, shellSpec, tempDir } from "../helpers.ts";
 import {
   PLUGIN_DIR,
   attachmentId,
@@ -15,8 +15,8 @@ import {
   isMounted,
   killAndWait,
   linkExists,
+  prepareNetworkTests,
   removeBridge,
-  requireNetworkTools,
   startAttachChild,
   testBridge,
 } from "./helpers.ts";
@@ -80,10 +80,7 @@ function fetchOverTcp(host: string, port: number, timeoutMs = 10_000): Promise<s
 
 describe.skipIf(!isRoot)("the default network (CNI bridge, real kernel, as root)", () => {
   beforeAll(() => {
-    requireHelper();
-    requireNetworkTools();
-    rootfs = makeRootfs();
-    stateDir = tempDir("tsbuild-net-state-");
+    ({ rootfs, stateDir } = prepareNetworkTests("tsbuild-net-state-"));
   }, 180_000);
 
   afterAll(async () => {

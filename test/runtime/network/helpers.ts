@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { requirePackages } from "../helpers.ts";
+import { makeRootfs, requireHelper, requirePackages, tempDir } from "../helpers.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -17,6 +17,13 @@ export function requireNetworkTools(): void {
     spawnSync("iptables", ["--version"]).status === 0 &&
     spawnSync("ip", ["-V"]).status === 0,
   );
+}
+
+/** What the namespace tests need first: the sandbox helper and network tools, a rootfs and a state directory. */
+export function prepareNetworkTests(statePrefix: string): { rootfs: string; stateDir: string } {
+  requireHelper();
+  requireNetworkTools();
+  return { rootfs: makeRootfs(), stateDir: tempDir(statePrefix) };
 }
 
 /** A bridge name no one else uses (at most 15 characters). */

@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSandbox, type SandboxSpec } from "../../../src/runtime/index.ts";
 import { cleanupStaleNetworks, NetworkError, NetworkPool, type NetworkAttachment, type NetworkPoolOptions } from "../../../src/runtime/network/index.ts";
-import { Collector, isRoot, makeRootfs, requireHelper, shellSpec, tempDir } from "../helpers.ts";
-import { PLUGIN_DIR, exited, isMounted, killAndWait, leftovers, removeBridge, requireNetworkTools, startPoolChild, testBridge } from "./helpers.ts";
+import { Collector, isRoot, shellSpec, tempDir } from "../helpers.ts";
+import { PLUGIN_DIR, exited, isMounted, killAndWait, leftovers, removeBridge, prepareNetworkTests, startPoolChild, testBridge } from "./helpers.ts";
 
 let rootfs: string;
 let stateDir: string;
@@ -56,10 +56,7 @@ function namespaceInode(netnsPath: string): string {
 
 describe.skipIf(!isRoot)("the pool of attached namespaces (real kernel, as root)", () => {
   beforeAll(() => {
-    requireHelper();
-    requireNetworkTools();
-    rootfs = makeRootfs();
-    stateDir = tempDir("tsbuild-pool-state-");
+    ({ rootfs, stateDir } = prepareNetworkTests("tsbuild-pool-state-"));
   }, 180_000);
 
   afterAll(async () => {
