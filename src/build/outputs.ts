@@ -191,6 +191,16 @@ async function isEmptyLayer(layer: LayerInfo): Promise<boolean> {
  * owners are not kept (as BuildKit's local exporter).
  */
 async function exportFilesystem(request: ExportRequest, dest: string): Promise<void> {
+  try {
+    await copyFilesystem(request, dest);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    // A destination that cannot take the files (read-only, full, not writable) is the user's to fix, not a crash.
+    throw new UserError(`cannot export the filesystem to ${dest}: ${error instanceof Error ? error.message : String(error)}`, "check that the destination can be written and has room");
+  }
+}
+
+async function copyFilesystem(request: ExportRequest, dest: string): Promise<void> {
   const layers = request.result.layers;
   // cp follows a symlink it finds in an existing destination; only an empty destination is safe for it.
   const destEntries = await readdir(dest).catch(() => [] as string[]);

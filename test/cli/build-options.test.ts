@@ -62,6 +62,21 @@ describe("build options", () => {
     expect(listing).toMatch(/0\/0 +\d+ \S+ \S+ copy\/sub\/extra\.txt\n/);
   });
 
+  it("explains a local export destination it cannot write, without a stack trace", () => {
+    const dest = temp("readonly");
+    expect(spawnSync("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", dest]).status).toBe(0);
+    try {
+      const dir = project({ Dockerfile: "FROM scratch\nCOPY a /a\n", a: "a" });
+      const result = tsbuild(["build", "--root", temp("root"), "--progress", "quiet", "-o", `type=local,dest=${dest}`, dir]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(new RegExp(`error: cannot export the filesystem to ${dest}: EROFS: read-only file system`));
+      expect(result.stderr).toContain("hint: check that the destination can be written");
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      spawnSync("umount", [dest]);
+    }
+  });
+
   it("never writes through a symlink already in an export destination", () => {
     const outside = temp("outside");
     const dest = temp("out");
