@@ -1,7 +1,7 @@
 import { chmod, lstat, mkdir, readdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import pLimit from "p-limit";
-import { runCommand } from "../solver/ops/command.ts";
+import { CommandFailedError, runCommand } from "../solver/ops/command.ts";
 
 /** Splitting stops at about this many parts (whole subtrees), copied by this many cp processes at once. */
 const PARTS = 32;
@@ -22,7 +22,9 @@ const CP_FLAGS = ["-R", "--no-dereference", "--preserve=mode,timestamps,links", 
  */
 export async function copyTree(from: string, dest: string): Promise<void> {
   if (await hasHardLinksWithin(from)) {
-    await runCommand("cp", [...CP_FLAGS, `${from}/.`, `${dest}/`]);
+    await runCommand("cp", [...CP_FLAGS, `${from}/.`, `${dest}/`]).catch((error: unknown) => {
+      throw cpFailure(error);
+    });
     return;
   }
   const { parts, splitDirs } = await splitTree(from);
@@ -31,7 +33,7 @@ export async function copyTree(from: string, dest: string): Promise<void> {
   const copies = await Promise.allSettled(parts.map((part) => limit(() => runCommand("cp", [...CP_FLAGS, join(from, part), join(dest, part, "..")]))));
   // Every cp has ended before a failure is reported: the caller unmounts `from` next.
   const failed = copies.find((copy) => copy.status === "rejected");
-  if (failed) throw failed.reason;
+  if (failed) throw cpFailure(failed.reason);
   // Deepest first, the root last: nothing is added to a directory after its times are set.
   // (Node sets times from a double of seconds: within a microsecond of cp's, not to the nanosecond.)
   for (const dir of [...splitDirs].reverse()) {
@@ -39,6 +41,11 @@ export async function copyTree(from: string, dest: string): Promise<void> {
     await chmod(join(dest, dir), Number(stats.mode & 0o7777n));
     await utimes(join(dest, dir), Number(stats.atimeNs) / 1e9, Number(stats.mtimeNs) / 1e9);
   }
+}
+
+/** What cp said (its own message names the file), without our command line and its temporary paths. */
+function cpFailure(error: unknown): unknown {
+  return error instanceof CommandFailedError && error.stderr !== "" ? new Error(error.stderr.split("\n")[0]) : error;
 }
 
 /** Whether two paths of the tree are one inode (one pass of find over the files that have links). */

@@ -69,7 +69,8 @@ describe("build options", () => {
       const dir = project({ Dockerfile: "FROM scratch\nCOPY a /a\n", a: "a" });
       const result = tsbuild(["build", "--root", temp("root"), "--progress", "quiet", "-o", `type=local,dest=${dest}`, dir]);
       expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(new RegExp(`error: cannot export the filesystem to ${dest}: EROFS: read-only file system`));
+      expect(result.stderr).toMatch(new RegExp(`error: cannot export the filesystem to ${dest}: .*read-only file system`, "i"));
+      expect(result.stderr).not.toContain("export-local");
       expect(result.stderr).toContain("hint: check that the destination can be written");
       expect(result.stderr).not.toMatch(/\n\s+at /);
     } finally {
