@@ -63,10 +63,20 @@ export class Solver {
   private readonly cacheMounts: CacheMounts;
   /** Checksums of what `COPY --from` steps select, started as soon as their source stage is ready. */
   private readonly selectionChecksums = new Map<string, Promise<string>>();
+  /** Read-only overlays of layer stacks that COPY --from reads, mounted on first use, unmounted by close(). */
+  private readonly views: LayerViews;
+  /** One tree per layer stack, so the checksum of a selection and the copy share one walk. */
+  private readonly layerTrees = new Map<string, LayerTree>();
 
   constructor(private readonly options: SolverOptions) {
     this.limit = pLimit(Math.max(1, options.concurrency));
     this.cacheMounts = new CacheMounts(options.store.dir, options.freshCacheMounts ?? false);
+    this.views = new LayerViews((label) => options.store.tempPath(label));
+  }
+
+  /** Unmounts what the solve mounted; call once it is over (also after a failure). */
+  close(): Promise<void> {
+    return this.views.close();
   }
 
   solve(digest: string | null): Promise<SolveResult> {
@@ -134,14 +144,9 @@ export class Solver {
   private async fileOp(vertex: Vertex, op: FileOp, inputs: SolveResult[]): Promise<SolveResult> {
     const [base = EMPTY, ...sources] = inputs;
     if (base.kind !== "layers") throw new Error("a file op cannot change a local context");
-    const views = new LayerViews((label) => this.options.store.tempPath(label));
-    try {
-      const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
-      const source = (action: CopyAction) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action), views);
-      return await this.layerStep(vertex, base, cacheKey, (layerId) => this.writeFileLayer(op, layerId, base.layers, source, this.reuseKey(vertex, inputs)));
-    } finally {
-      await views.close();
-    }
+    const { cacheKey, selections } = await this.fileOpCacheKey(vertex, op, inputs);
+    const source = (action: CopyAction) => this.sourceTree(sources[action.sourceInput - 1], selections.get(action));
+    return this.layerStep(vertex, base, cacheKey, (layerId) => this.writeFileLayer(op, layerId, base.layers, source, this.reuseKey(vertex, inputs)));
   }
 
   /**
@@ -326,26 +331,29 @@ export class Solver {
     const key = canonicalJson({ layers: layers.map((layer) => layer.id), sources: action.sources, excludes: action.excludes ?? [] });
     let checksum = this.selectionChecksums.get(key);
     if (!checksum) {
-      checksum = (async () => {
-        const views = new LayerViews((label) => this.options.store.tempPath(label));
-        try {
-          return await layerSelectionChecksum(this.options.store, new LayerTree(layers, views.lazy(layers)), action.sources, action.excludes ?? []);
-        } finally {
-          await views.close();
-        }
-      })();
+      checksum = layerSelectionChecksum(this.options.store, this.layerTree(layers), action.sources, action.excludes ?? []);
       this.selectionChecksums.set(key, checksum);
     }
     return checksum;
   }
 
-  private sourceTree(input: SolveResult | undefined, selection: Selection | undefined, views: LayerViews): SourceTree {
+  private layerTree(layers: readonly LayerInfo[]): LayerTree {
+    const key = layers.map((layer) => layer.id).join(":");
+    let tree = this.layerTrees.get(key);
+    if (!tree) {
+      tree = new LayerTree(layers, this.views.lazy(layers));
+      this.layerTrees.set(key, tree);
+    }
+    return tree;
+  }
+
+  private sourceTree(input: SolveResult | undefined, selection: Selection | undefined): SourceTree {
     if (input?.kind === "context") {
       if (!selection) throw new Error("a copy from a local context was not selected");
       return new ContextTree(selection, input.context);
     }
     const layers = input?.layers ?? [];
-    return new LayerTree(layers, views.lazy(layers));
+    return this.layerTree(layers);
   }
 
   private emit(event: { type: "start" | "cached"; vertex: string; name: string } | { type: "done"; vertex: string; name: string; durationMs: number }): void {

@@ -104,7 +104,7 @@ export async function runBuild(args: BuildArgs): Promise<number> {
       signal: controller.signal,
       listener: (event) => progress.event(event),
     });
-    const result = await solver.solve(definition.root);
+    const result = await solver.solve(definition.root).finally(() => solver.close());
     if (result.kind !== "layers") throw new UserError("the build produced no filesystem");
     const summary = await exportOutputs({ outputs, definition, result, store, solver, registry, labels, note, signal: controller.signal });
     // Through the renderer: rawjson stays JSON, quiet stays quiet, tty draws them last.

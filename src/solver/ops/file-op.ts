@@ -239,6 +239,9 @@ async function copyFromLayersWithTar(
   mountDir: string,
   options: { owner?: Owner; chmod?: string },
 ): Promise<void> {
+  // The view the walk used, when the solver keeps one; else one of our own for this copy.
+  const shared = await tree.viewDir();
+  if (shared !== undefined) return copyWithTar({ fromDir: join(shared, sourcePath), paths, toDir, ...options });
   const view = join(mountDir, "view");
   await mountOverlay({ lower: tree.layers, target: view, emptyDir: join(mountDir, "empty") });
   try {

@@ -102,8 +102,21 @@ export class LayerTree implements SourceTree {
 
   private readonly fs: LayeredFS;
   private readonly view: (() => Promise<string>) | undefined;
+  /** Layers never change: a selection is walked once, however many steps read it. */
+  private readonly matches = new Map<string, Promise<MatchedSource[]>>();
 
-  async match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
+  match(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
+    const key = JSON.stringify([patterns, excludes]);
+    let matched = this.matches.get(key);
+    if (!matched) {
+      matched = this.walkMatches(patterns, excludes);
+      this.matches.set(key, matched);
+      matched.catch(() => this.matches.delete(key));
+    }
+    return matched;
+  }
+
+  private async walkMatches(patterns: readonly string[], excludes: readonly string[]): Promise<MatchedSource[]> {
     const exclude = excludes.length > 0 ? new IgnoreMatcher(parseDockerignore(excludes.join("\n"), "--exclude")) : undefined;
     const matched: MatchedSource[] = [];
     for (const pattern of patterns) {
@@ -121,6 +134,11 @@ export class LayerTree implements SourceTree {
       }
     }
     return matched;
+  }
+
+  /** The directory where the kernel merges these layers (mounted on first use), if this process may mount. */
+  viewDir(): Promise<string | undefined> {
+    return this.view ? this.view() : Promise.resolve(undefined);
   }
 
   /** The file in one of the layers behind a regular file (`path`: absolute, as matched and walked), to link it. */
