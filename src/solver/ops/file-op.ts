@@ -1,6 +1,6 @@
 import { chmod, copyFile, lchown, lstat, mkdir, symlink, utimes, writeFile, rm } from "node:fs/promises";
 import { linkSync } from "node:fs";
-import { dirname, join, posix } from "node:path";
+import { join, posix } from "node:path";
 import pLimit from "p-limit";
 import type { CopyAction, FileOp, MkdirAction, MkfileAction } from "../../llb/index.ts";
 import type { LayeredFS, LayerInfo } from "../store/index.ts";
@@ -11,7 +11,6 @@ import { LayerTree, type LayerFile, type MatchedSource, type SourceTree, type Tr
 import { detectArchive, unpackArchive } from "./unpack-archive.ts";
 import { copyWithTar } from "./tar-copy.ts";
 import { InodeGuard, fileIdentity, linkFiles, makeDirectories, setDirectoryMetadata, unchangedFiles, type PreviousFiles } from "./link-files.ts";
-import { mountOverlay, unmount } from "./overlay.ts";
 
 export interface FileOpContext {
   /** The new layer's directory: everything the op writes goes here. */
@@ -118,8 +117,10 @@ async function copyAction(
         await copyContextDirectory(writer, source, target, { owner: chownOwner ?? ROOT, modeOf, ...(action.chmod ? { chmod: action.chmod } : {}) });
         continue;
       }
-      if (tree instanceof LayerTree && source.children.length >= TAR_COPY_THRESHOLD) {
-        await copyStageDirectory(writer, tree, source, target, layerLinks, { ...(chownOwner ? { owner: chownOwner } : {}), ...(action.chmod ? { chmod: action.chmod } : {}) });
+      // (Without the privilege to mount a view of the stage's layers, entry by entry below.)
+      const view = tree instanceof LayerTree && source.children.length >= TAR_COPY_THRESHOLD ? await tree.viewDir() : undefined;
+      if (tree instanceof LayerTree && view !== undefined) {
+        await copyStageDirectory(writer, tree, view, source, target, layerLinks, { ...(chownOwner ? { owner: chownOwner } : {}), ...(action.chmod ? { chmod: action.chmod } : {}) });
         continue;
       }
       // Directories first, in order (parents before children); then the files, many at a time.
@@ -185,11 +186,12 @@ async function copyContextDirectory(
 
 /**
  * A large directory of another stage. Kept as they are, its files are linked from the layers
- * that hold them; the rest is copied by tar from a read-only overlay of those layers.
+ * that hold them; the rest is copied by tar from `view`, the read-only overlay of those layers.
  */
 async function copyStageDirectory(
   writer: LayerWriter,
   tree: LayerTree,
+  view: string,
   source: MatchedSource,
   target: string,
   layerLinks: { guard: InodeGuard; linkedFrom: Set<string> },
@@ -213,11 +215,8 @@ async function copyStageDirectory(
     await setDirectoryMetadata(rest, toDir);
     return;
   }
-  const paths = rest.map((child) => child.path);
-  await copyFromLayersWithTar(tree, source.source, paths, toDir, join(dirname(writer.hostPath("/")), `mnt-${mountCount++}`), options);
+  await copyWithTar({ fromDir: join(view, source.source), paths: rest.map((child) => child.path), toDir, ...options });
 }
-
-let mountCount = 0;
 
 /** The regular files among a source's children, each with the file in a layer that holds it. */
 async function layerFiles(tree: LayerTree, source: MatchedSource): Promise<Map<TreeEntry, LayerFile>> {
@@ -229,27 +228,6 @@ async function layerFiles(tree: LayerTree, source: MatchedSource): Promise<Map<T
     if (file !== undefined) layerFiles.set(child, file);
   }
   return layerFiles;
-}
-
-async function copyFromLayersWithTar(
-  tree: LayerTree,
-  sourcePath: string,
-  paths: readonly string[],
-  toDir: string,
-  mountDir: string,
-  options: { owner?: Owner; chmod?: string },
-): Promise<void> {
-  // The view the walk used, when the solver keeps one; else one of our own for this copy.
-  const shared = await tree.viewDir();
-  if (shared !== undefined) return copyWithTar({ fromDir: join(shared, sourcePath), paths, toDir, ...options });
-  const view = join(mountDir, "view");
-  await mountOverlay({ lower: tree.layers, target: view, emptyDir: join(mountDir, "empty") });
-  try {
-    await copyWithTar({ fromDir: join(view, sourcePath), paths, toDir, ...options });
-  } finally {
-    await unmount(view);
-    await rm(mountDir, { recursive: true, force: true });
-  }
 }
 
 function targetPath(source: MatchedSource, dest: string, destIsDirectory: boolean, parents: boolean): string {
